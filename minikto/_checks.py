@@ -22,10 +22,23 @@ def _describe(x: Any) -> str:
     return f"{type(x).__name__} {x!r}"
 
 
+def namespace_of(**arrays: Any) -> ModuleType:
+    """The one array namespace of the named arrays; a non-array is a TypeError naming it.
+
+    A 0-d ``z0`` may also be a Python number (skip it by passing None).
+    """
+    for name, x in arrays.items():
+        if x is not None and not (hasattr(x, "shape") and hasattr(x, "dtype")):
+            raise TypeError(f"{name}: expected an array (NumPy, CuPy, ...); got {_describe(x)}")
+    return array_namespace(*arrays.values())
+
+
 def scalar(value: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
     """Return ``value`` as a finite Python float, or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(
-        value, "__float__"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        and not hasattr(value, "__float__")
     ):
         raise TypeError(f"{name}: expected a real number; got {_describe(value)}")
     if getattr(value, "shape", ()) not in ((), None):
@@ -66,16 +79,16 @@ def float_vector(x: Any, name: str, xp: ModuleType, *, length: int | None = None
 def bool_vector(x: Any, name: str, xp: ModuleType, *, length: int) -> Any:
     """Check that ``x`` is a boolean array of shape (length,) of ``xp``."""
     if not hasattr(x, "dtype"):
-        raise TypeError(f"{name}: expected a boolean array of shape ({length},); got {_describe(x)}")
+        raise TypeError(
+            f"{name}: expected a boolean array of shape ({length},); got {_describe(x)}"
+        )
     if array_namespace(x) is not xp:
         raise TypeError(
             f"{name}: expected an array of the same library as the other arguments "
             f"({xp.__name__}); got {type(x).__module__}.{type(x).__name__}"
         )
     if x.dtype != xp.bool:
-        raise TypeError(
-            f"{name}: expected a boolean array (True = desirable); got dtype {x.dtype}"
-        )
+        raise TypeError(f"{name}: expected a boolean array (True = desirable); got dtype {x.dtype}")
     if tuple(x.shape) != (length,):
         raise ValueError(f"{name}: expected shape ({length},); got shape {tuple(x.shape)}")
     return x

@@ -62,8 +62,14 @@ class DenseFeatures:
 
     kind = "dense"
 
-    def __init__(self, vocab_size: int, num_prompts: int, width: int, init_std: float,
-                 rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        num_prompts: int,
+        width: int,
+        init_std: float,
+        rng: np.random.Generator,
+    ) -> None:
         self.vocab_size = vocab_size
         self.num_prompts = num_prompts
         self.width = width

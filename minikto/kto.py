@@ -97,7 +97,12 @@ def kto_loss(
     direction stop contributing. It is computed as
     :math:`\exp(\log\sigma(z) + \log\sigma(-z))`, finite for any logit.
     """
-    xp = array_namespace(policy_logps, reference_logps, desirable, z0)
+    xp = _checks.namespace_of(
+        policy_logps=policy_logps,
+        reference_logps=reference_logps,
+        desirable=desirable,
+        z0=z0 if hasattr(z0, "shape") else None,
+    )
     _checks.float_vector(policy_logps, "policy_logps", xp)
     batch = policy_logps.shape[0]
     _checks.float_vector(reference_logps, "reference_logps", xp, length=batch)
@@ -168,7 +173,9 @@ def kl_estimate(kl_policy_logps: Any, kl_reference_logps: Any) -> KLEstimate:
     gradient at equality). The paper detaches z0; this gradient is used only by the
     ``"batch-grad"`` mode.
     """
-    xp = array_namespace(kl_policy_logps, kl_reference_logps)
+    xp = _checks.namespace_of(
+        kl_policy_logps=kl_policy_logps, kl_reference_logps=kl_reference_logps
+    )
     _checks.float_vector(kl_policy_logps, "kl_policy_logps", xp)
     batch = kl_policy_logps.shape[0]
     _checks.float_vector(kl_reference_logps, "kl_reference_logps", xp, length=batch)

@@ -106,7 +106,9 @@ class SoftmaxPolicy:
             width = _positive_int(int(features), "features")
             self.features = DenseFeatures(self.vocab_size, self.num_prompts, width, init_std, rng)
         else:
-            raise ValueError(f"features: expected 'onehot' or a positive int width; got {features!r}")
+            raise ValueError(
+                f"features: expected 'onehot' or a positive int width; got {features!r}"
+            )
         init = self.features.init_params(rng)
         init["bias"] = np.zeros(self.vocab_size)
         self.params = {k: self.xp.asarray(v, dtype=self.dtype) for k, v in init.items()}
@@ -146,7 +148,8 @@ class SoftmaxPolicy:
         states = self._ids(states, "states", self.vocab_size + 1, ndim=1)
         if prompts.shape != states.shape:
             raise ValueError(
-                f"states: expected shape {tuple(prompts.shape)} like prompts; got {tuple(states.shape)}"
+                f"states: expected shape {tuple(prompts.shape)} like prompts; "
+                f"got {tuple(states.shape)}"
             )
         return self._logits(prompts, states)
 
@@ -221,7 +224,8 @@ class SoftmaxPolicy:
         batch, length = responses.shape
         if not hasattr(grad_logps, "shape") or tuple(grad_logps.shape) != (batch,):
             raise ValueError(
-                f"grad_logps: expected shape ({batch},); got {getattr(grad_logps, 'shape', grad_logps)!r}"
+                f"grad_logps: expected shape ({batch},); "
+                f"got {getattr(grad_logps, 'shape', grad_logps)!r}"
             )
         flat_prompts, states, targets, mask = self._flatten(prompts, responses)
         if cache is not None:
@@ -233,8 +237,12 @@ class SoftmaxPolicy:
             probs = cache.probs
         else:
             probs = softmax(self._logits(flat_prompts, states), axis=-1)
-        weight = xp.reshape(xp.broadcast_to(xp.astype(grad_logps, self.dtype)[:, None],
-                                            (batch, length)), (-1,)) * mask  # (B*T,)
+        weight = (
+            xp.reshape(
+                xp.broadcast_to(xp.astype(grad_logps, self.dtype)[:, None], (batch, length)), (-1,)
+            )
+            * mask
+        )  # (B*T,)
         vocab = xp.arange(self.vocab_size, dtype=targets.dtype)
         onehot = xp.astype(targets[:, None] == vocab[None, :], self.dtype)
         grad_logits = weight[:, None] * (onehot - probs)  # (B*T, V)
@@ -275,8 +283,9 @@ class SoftmaxPolicy:
         xp = self.xp
         prompts = self._ids(prompts, "prompts", self.num_prompts, ndim=1)
         length = _positive_int(length, "length")
-        uniforms = xp.asarray(np.random.default_rng(seed).random((length, prompts.shape[0])),
-                              dtype=self.dtype)
+        uniforms = xp.asarray(
+            np.random.default_rng(seed).random((length, prompts.shape[0])), dtype=self.dtype
+        )
         state = xp.full(prompts.shape, self.bos_state, dtype=prompts.dtype)
         ended = xp.zeros(prompts.shape, dtype=xp.bool)
         columns = []
@@ -304,7 +313,9 @@ class SoftmaxPolicy:
         new.backend = backend
         new.xp = get_namespace(backend)
         new.dtype = resolve_dtype(new.xp, dtype or str(self.dtype).rsplit(".", 1)[-1])
-        new.params = {k: new.xp.asarray(to_numpy(v), dtype=new.dtype) for k, v in self.params.items()}
+        new.params = {
+            k: new.xp.asarray(to_numpy(v), dtype=new.dtype) for k, v in self.params.items()
+        }
         return new
 
     def param_slices(self) -> dict[str, slice]:
@@ -318,7 +329,9 @@ class SoftmaxPolicy:
 
     def get_flat(self) -> np.ndarray:
         """All parameters as one float64 NumPy vector (in :attr:`params` order)."""
-        return np.concatenate([to_numpy(v).astype(np.float64).ravel() for v in self.params.values()])
+        return np.concatenate(
+            [to_numpy(v).astype(np.float64).ravel() for v in self.params.values()]
+        )
 
     def set_flat(self, theta: Any) -> None:
         """Set all parameters from a flat vector laid out as :meth:`get_flat`."""
@@ -347,12 +360,12 @@ class SoftmaxPolicy:
                 f"{name}: expected an array of the policy's backend ({self.backend}); "
                 f"got {type(ids).__module__}.{type(ids).__name__}"
             )
-        if not xp.isdtype(ids.dtype, "integral"):
-            raise TypeError(f"{name}: expected integer ids; got dtype {ids.dtype}")
         if ids.ndim != ndim:
             raise ValueError(f"{name}: expected a {ndim}-d array; got shape {tuple(ids.shape)}")
         if ids.shape[0] == 0:
             raise ValueError(f"{name}: expected a non-empty batch; got shape {tuple(ids.shape)}")
+        if not xp.isdtype(ids.dtype, "integral"):
+            raise TypeError(f"{name}: expected integer ids; got dtype {ids.dtype}")
         ids = xp.astype(ids, xp.int64)
         low, high = (-1 if name == "responses" else 0), upper
         if bool(xp.any(ids < low)) or bool(xp.any(ids >= high)):
@@ -375,7 +388,9 @@ class SoftmaxPolicy:
         pad = responses < 0
         if bool(xp.any(pad[:, 0])):
             row = int(xp.argmax(xp.astype(pad[:, 0], xp.int8)))
-            raise ValueError(f"responses: expected at least one token per response; row {row} is empty")
+            raise ValueError(
+                f"responses: expected at least one token per response; row {row} is empty"
+            )
         bad = pad[:, :-1] & ~pad[:, 1:]
         if bool(xp.any(bad)):
             row = int(xp.argmax(xp.astype(xp.any(bad, axis=1), xp.int8)))

@@ -1,0 +1,258 @@
+r"""The full KTO objective of a batch: policy -> log-probs -> reference point -> loss -> grads.
+
+This composes the public pieces exactly as a learner would:
+
+1. ``policy_logps = policy.sequence_logps(prompts, responses)`` (matched pairs);
+2. the reference point ``z0``, one of five modes (:data:`Z0_MODES`):
+
+   - ``"batch"``: :func:`~minikto.kto.kl_estimate` on mismatched pairs (prompt ``x_i`` with
+     response ``y_{i-1}``), detached: the paper's default, as in TRL and HALOs;
+   - ``"batch-grad"``: the same estimate with the gradient flowing through z0 (as an early
+     version of the authors' code did);
+   - ``"exact"``: the closed-form sequence KL (:func:`~minikto.exact.exact_kl`) averaged over
+     the batch's prompts, detached;
+   - ``"zero"``: z0 = 0 ("KTO-zero");
+   - a number: a fixed z0;
+
+3. :func:`~minikto.kto.kto_loss`;
+4. the chain rule back to the parameters:
+
+   .. math:: \frac{\partial L}{\partial\theta}
+             = \sum_i \frac{\partial L}{\partial \log\pi(y_i|x_i)}
+               \frac{\partial \log\pi(y_i|x_i)}{\partial\theta}
+             \;+\; \underbrace{\frac{\partial L}{\partial z_0} \sum_j
+               \frac{\partial z_0}{\partial \log\pi(y'_j|x'_j)}
+               \frac{\partial \log\pi(y'_j|x'_j)}{\partial\theta}}_{\text{only "batch-grad"}}
+
+"Detached" means the gradient is that of the loss with z0 held at its current value; the
+batch estimate still costs one extra forward pass on the mismatched pairs, and no backward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _checks
+from .backend import to_numpy
+from .exact import exact_kl
+from .kto import KTOLoss, kl_estimate, kto_loss, mismatched_indices
+
+__all__ = ["Z0_MODES", "FlatObjective", "ObjectiveResult", "kto_objective", "validate_z0_mode"]
+
+#: The named reference-point modes; a float is accepted too (a fixed z0).
+Z0_MODES = ("batch", "batch-grad", "exact", "zero")
+
+
+@dataclass
+class ObjectiveResult:
+    """What :func:`kto_objective` returns."""
+
+    loss: Any  #: 0-d loss
+    grads: dict[str, Any]  #: gradient per parameter (same keys and shapes as policy.params)
+    z0: Any  #: 0-d reference point used
+    kto: KTOLoss  #: per-example losses, rewards and gradients
+    policy_logps: Any  #: (B,) matched-pair log-probs of the policy
+    reference_logps: Any  #: (B,) matched-pair log-probs of the reference
+    kl_logratio_mean: Any  #: 0-d mean mismatched log-ratio before the clamp (batch modes)
+
+
+def validate_z0_mode(z0: Any) -> str | float:
+    """Return ``z0`` if it is one of :data:`Z0_MODES` or a finite number; raise otherwise."""
+    if isinstance(z0, str):
+        if z0 not in Z0_MODES:
+            raise ValueError(f"z0: expected one of {Z0_MODES} or a number; got {z0!r}")
+        return z0
+    return _checks.scalar(z0, "z0")
+
+
+def kto_objective(
+    policy: Any,
+    reference: Any,
+    prompts: Any,
+    responses: Any,
+    desirable: Any,
+    *,
+    z0: str | float = "batch",
+    beta: float = 0.1,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+    reference_logps: Any = None,
+    kl_reference_logps: Any = None,
+    max_length: int | None = None,
+    fixed_z0: Any = None,
+) -> ObjectiveResult:
+    """KTO loss of one batch and its gradient for every parameter of ``policy``.
+
+    Parameters
+    ----------
+    policy : SoftmaxPolicy
+        The policy being trained.
+    reference : SoftmaxPolicy
+        The frozen reference policy (same vocabulary and backend).
+    prompts : int array, shape (B,)
+    responses : int array, shape (B, T), padded with -1
+    desirable : bool array, shape (B,)
+    z0 : "batch", "batch-grad", "exact", "zero", or float
+        The reference-point mode (see the module docstring).
+    beta, desirable_weight, undesirable_weight : float
+        As in :func:`~minikto.kto.kto_loss`.
+    reference_logps : array (B,), optional
+        Precomputed reference log-probs of the matched pairs (computed here if None).
+    kl_reference_logps : array (B,), optional
+        Precomputed reference log-probs of the mismatched pairs (batch modes).
+    max_length : int, optional
+        T of the response space for ``"exact"`` (default: ``responses.shape[1]``).
+    fixed_z0 : 0-d array or float, optional
+        For the detached modes only: use this value instead of re-estimating z0. Finite
+        differences of a detached objective hold z0 fixed (see :class:`FlatObjective`).
+
+    Returns
+    -------
+    ObjectiveResult
+    """
+    xp = policy.xp
+    mode = validate_z0_mode(z0)
+    desirable = _labels(desirable, xp)
+    policy_logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
+    batch = policy_logps.shape[0]
+    if reference_logps is None:
+        reference_logps = reference.sequence_logps(prompts, responses)
+
+    kl_mean = None
+    kl_grad_pieces = None
+    if fixed_z0 is not None and mode != "batch-grad":
+        z0_value = xp.asarray(fixed_z0, dtype=policy.dtype)
+    elif mode in ("batch", "batch-grad"):
+        idx = mismatched_indices(batch, xp)
+        kl_responses = xp.take(policy._check_batch(prompts, responses)[1], idx, axis=0)
+        wants_grad = mode == "batch-grad"
+        kl_out = policy.sequence_logps(prompts, kl_responses, return_cache=wants_grad)
+        kl_policy_logps, kl_cache = kl_out if wants_grad else (kl_out, None)
+        if kl_reference_logps is None:
+            kl_reference_logps = reference.sequence_logps(prompts, kl_responses)
+        estimate = kl_estimate(kl_policy_logps, kl_reference_logps)
+        z0_value = estimate.z0
+        kl_mean = xp.mean(kl_policy_logps - kl_reference_logps)
+        if wants_grad:
+            kl_grad_pieces = (kl_responses, kl_cache, estimate.grad_kl_policy_logps)
+    elif mode == "exact":
+        length = responses.shape[1] if max_length is None else max_length
+        z0_value = xp.mean(exact_kl(policy, reference, prompts, length))
+    elif mode == "zero":
+        z0_value = xp.asarray(0.0, dtype=policy.dtype)
+    else:
+        z0_value = xp.asarray(mode, dtype=policy.dtype)
+
+    out = kto_loss(
+        policy_logps,
+        reference_logps,
+        desirable,
+        z0_value,
+        beta=beta,
+        desirable_weight=desirable_weight,
+        undesirable_weight=undesirable_weight,
+    )
+    grads = policy.sequence_logps_backward(prompts, responses, out.grad_policy_logps, cache=cache)
+    if kl_grad_pieces is not None:
+        kl_responses, kl_cache, dz0_dkl = kl_grad_pieces
+        kl_grads = policy.sequence_logps_backward(
+            prompts, kl_responses, out.grad_z0 * dz0_dkl, cache=kl_cache
+        )
+        grads = {k: grads[k] + kl_grads[k] for k in grads}
+    return ObjectiveResult(
+        loss=out.loss,
+        grads=grads,
+        z0=z0_value,
+        kto=out,
+        policy_logps=policy_logps,
+        reference_logps=reference_logps,
+        kl_logratio_mean=kl_mean,
+    )
+
+
+class FlatObjective:
+    """The batch objective as a function of one flat float64 parameter vector.
+
+    ``obj(theta) -> (loss, grad)`` is what ``scipy.optimize.minimize(obj, x0, jac=True)``
+    takes; ``obj.value`` and ``obj.gradient`` are what ``scipy.optimize.check_grad`` takes.
+
+    For the detached modes (``"batch"``, ``"exact"``) z0 is a constant by definition, so it
+    is evaluated once, at the parameters the policy has when the objective is built, and
+    held fixed (``freeze_z0=True``): then finite differences of ``value`` measure exactly
+    what the detached gradient claims. With ``freeze_z0=False`` z0 is re-estimated at every
+    call (as in training), and ``gradient`` is no longer the derivative of ``value``.
+
+    Parameters
+    ----------
+    policy, reference : SoftmaxPolicy
+        The policy is copied; the caller's policy is never modified.
+    prompts, responses, desirable : arrays
+        The batch (see :func:`kto_objective`).
+    freeze_z0 : bool
+    **loss_kwargs
+        ``z0``, ``beta``, ``desirable_weight``, ``undesirable_weight``, ``max_length``.
+    """
+
+    def __init__(
+        self,
+        policy: Any,
+        reference: Any,
+        prompts: Any,
+        responses: Any,
+        desirable: Any,
+        *,
+        freeze_z0: bool = True,
+        **loss_kwargs: Any,
+    ) -> None:
+        self.policy = policy.copy(frozen=False)
+        self.reference = reference
+        self.batch = (prompts, responses, desirable)
+        self.loss_kwargs = loss_kwargs
+        self.x0 = self.policy.get_flat()
+        self.blocks = self.policy.param_slices()
+        self.reference_logps = reference.sequence_logps(prompts, responses)
+        self.fixed_z0 = None
+        self._last: tuple[bytes, ObjectiveResult] | None = None
+        mode = validate_z0_mode(loss_kwargs.get("z0", "batch"))
+        if freeze_z0 and mode in ("batch", "exact"):
+            self.fixed_z0 = self._evaluate(self.x0).z0
+            self._last = None
+
+    def _evaluate(self, theta: np.ndarray) -> ObjectiveResult:
+        theta = np.asarray(theta, dtype=np.float64)
+        key = theta.tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        self.policy.set_flat(theta)
+        result = kto_objective(
+            self.policy,
+            self.reference,
+            *self.batch,
+            reference_logps=self.reference_logps,
+            fixed_z0=self.fixed_z0,
+            **self.loss_kwargs,
+        )
+        self._last = (key, result)
+        return result
+
+    def value(self, theta: np.ndarray) -> float:
+        """The loss at ``theta`` (a float)."""
+        return float(to_numpy(self._evaluate(theta).loss))
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        """The hand-derived gradient at ``theta``, a float64 vector like ``theta``."""
+        return self.policy.flatten_grads(self._evaluate(theta).grads)
+
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.value(theta), self.gradient(theta)
+
+
+def _labels(desirable: Any, xp: Any) -> Any:
+    if isinstance(desirable, (list, tuple, np.ndarray)) and not xp.__name__.endswith("numpy"):
+        desirable = xp.asarray(np.asarray(desirable))
+    elif isinstance(desirable, (list, tuple)):
+        desirable = xp.asarray(desirable)
+    return desirable
