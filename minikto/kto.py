@@ -1,7 +1,7 @@
 r"""The KTO loss, its reference point estimate, and their hand-derived gradients.
 
 Notation (paper: Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic
-Optimization", Eq. 7-8 and Proposition 4.1):
+Optimization", the KTO loss of §4.1, the weight band of Eq. 8 and Proposition 4.1):
 
 - implied reward (log-ratio) of example i: ``r_i = log pi(y_i|x_i) - log pi_ref(y_i|x_i)``;
 - reference point ``z0``: a (detached) estimate of ``KL(pi || pi_ref)``;
@@ -49,7 +49,7 @@ def kto_loss(
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
 ) -> KTOLoss:
-    r"""KTO loss of a batch of unpaired examples, with its gradient (paper Eq. 8, Prop. 4.1).
+    r"""KTO loss of a batch of unpaired examples, with its gradient (paper §4.1, Prop. 4.1).
 
     Parameters
     ----------
@@ -77,8 +77,9 @@ def kto_loss(
 
     Notes
     -----
-    Value (Eq. 8). With :math:`r_i` the log-ratio and :math:`s_i = +1` for a desirable and
-    :math:`-1` for an undesirable example, let :math:`z_i = s_i \beta (r_i - z_0)`. Then
+    Value (the KTO loss of §4.1). With :math:`r_i` the log-ratio and :math:`s_i = +1` for a
+    desirable and :math:`-1` for an undesirable example, let
+    :math:`z_i = s_i \beta (r_i - z_0)`. Then
 
     .. math:: \ell_i = \lambda_i (1 - \sigma(z_i)) = \lambda_i \sigma(-z_i),
               \qquad L = \frac{1}{B} \sum_i \ell_i .

@@ -1,0 +1,156 @@
+"""One training step for each objective: the loss, the parameter gradients, TRL's metrics.
+
+Every step has the same shape: forward log-probs, a loss function from
+:mod:`minikto.kto` or :mod:`minikto.losses` that returns its own gradient with respect to
+the log-probs, then ``policy.sequence_logps_backward`` to the parameters. The metrics carry
+the names TRL logs (``loss``, ``kl``, ``rewards/chosen``, ``rewards/rejected``,
+``rewards/margins``, ``logps/chosen``, ``logps/rejected``); a mean over an empty set (a
+batch without desirable examples, say) is reported as ``None``, never NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .backend import to_numpy
+from .losses import apo_zero_unpaired_loss, dpo_loss, sft_loss
+from .objective import kto_objective
+
+__all__ = ["StepResult", "paired_step", "unpaired_step"]
+
+
+@dataclass
+class StepResult:
+    """The loss (a float), the gradients (dict like ``policy.params``) and the metrics."""
+
+    loss: float
+    grads: dict[str, Any]
+    metrics: dict[str, float | None]
+
+
+def unpaired_step(
+    policy: Any,
+    reference: Any,
+    prompts: Any,
+    responses: Any,
+    desirable: Any,
+    reference_logps: Any,
+    config: Any,
+    *,
+    max_length: int | None = None,
+) -> StepResult:
+    """One step of ``"kto"``, ``"apo_zero_unpaired"`` or ``"sft"`` on an unpaired batch.
+
+    Parameters
+    ----------
+    policy, reference : SoftmaxPolicy
+    prompts : int array (B,); responses : int array (B, T); desirable : bool array (B,)
+    reference_logps : array (B,)
+        The reference's log-probs of this batch (computed once for the whole dataset).
+    config : KTOConfig
+    max_length : int, optional
+        T of the response space (for ``z0="exact"``).
+    """
+    xp = policy.xp
+    kl = kl_raw = None
+    if config.loss == "kto":
+        out = kto_objective(
+            policy,
+            reference,
+            prompts,
+            responses,
+            desirable,
+            z0=config.z0,
+            beta=config.beta,
+            desirable_weight=config.desirable_weight,
+            undesirable_weight=config.undesirable_weight,
+            reference_logps=reference_logps,
+            max_length=max_length,
+        )
+        loss, grads, policy_logps, rewards = out.loss, out.grads, out.policy_logps, out.kto.rewards
+        kl = float(to_numpy(out.z0))
+        if out.kl_logratio_mean is not None:
+            kl_raw = float(to_numpy(out.kl_logratio_mean))
+    else:
+        policy_logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
+        if config.loss == "apo_zero_unpaired":
+            out = apo_zero_unpaired_loss(
+                policy_logps,
+                reference_logps,
+                desirable,
+                beta=config.beta,
+                desirable_weight=config.desirable_weight,
+                undesirable_weight=config.undesirable_weight,
+            )
+            rewards = out.rewards
+        elif config.loss == "sft":
+            out = sft_loss(policy_logps, desirable)
+            rewards = config.beta * (policy_logps - reference_logps)
+        else:
+            raise ValueError(f"config.loss: expected an unpaired loss; got {config.loss!r}")
+        loss = out.loss
+        grads = policy.sequence_logps_backward(
+            prompts, responses, out.grad_policy_logps, cache=cache
+        )
+    metrics = _reward_metrics(xp, rewards, policy_logps, desirable)
+    metrics = {"loss": float(to_numpy(loss)), "kl": kl, "kl/unclamped": kl_raw, **metrics}
+    return StepResult(loss=metrics["loss"], grads=grads, metrics=metrics)
+
+
+def paired_step(
+    policy: Any,
+    prompts: Any,
+    chosen: Any,
+    rejected: Any,
+    reference_chosen_logps: Any,
+    reference_rejected_logps: Any,
+    config: Any,
+) -> StepResult:
+    """One DPO step on a paired batch: two forwards, the DPO loss, two backwards."""
+    xp = policy.xp
+    chosen_logps, chosen_cache = policy.sequence_logps(prompts, chosen, return_cache=True)
+    rejected_logps, rejected_cache = policy.sequence_logps(prompts, rejected, return_cache=True)
+    out = dpo_loss(
+        chosen_logps,
+        rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        beta=config.beta,
+    )
+    g_chosen = policy.sequence_logps_backward(
+        prompts, chosen, out.grad_policy_chosen_logps, cache=chosen_cache
+    )
+    g_rejected = policy.sequence_logps_backward(
+        prompts, rejected, out.grad_policy_rejected_logps, cache=rejected_cache
+    )
+    grads = {k: g_chosen[k] + g_rejected[k] for k in g_chosen}
+    rc, rr = float(xp.mean(out.chosen_rewards)), float(xp.mean(out.rejected_rewards))
+    metrics = {
+        "loss": float(to_numpy(out.loss)),
+        "kl": None,
+        "kl/unclamped": None,
+        "rewards/chosen": rc,
+        "rewards/rejected": rr,
+        "rewards/margins": rc - rr,
+        "logps/chosen": float(xp.mean(chosen_logps)),
+        "logps/rejected": float(xp.mean(rejected_logps)),
+    }
+    return StepResult(loss=metrics["loss"], grads=grads, metrics=metrics)
+
+
+def _reward_metrics(xp: Any, rewards: Any, logps: Any, desirable: Any) -> dict[str, float | None]:
+    """Means over the desirable ("chosen") and undesirable ("rejected") examples, as TRL."""
+    rewards, logps, desirable = to_numpy(rewards), to_numpy(logps), to_numpy(desirable)
+
+    def mean(values: Any, mask: Any) -> float | None:
+        return float(values[mask].mean()) if mask.any() else None
+
+    rc, rr = mean(rewards, desirable), mean(rewards, ~desirable)
+    return {
+        "rewards/chosen": rc,
+        "rewards/rejected": rr,
+        "rewards/margins": None if rc is None or rr is None else rc - rr,
+        "logps/chosen": mean(logps, desirable),
+        "logps/rejected": mean(logps, ~desirable),
+    }
