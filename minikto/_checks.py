@@ -33,6 +33,13 @@ def namespace_of(**arrays: Any) -> ModuleType:
     return array_namespace(*arrays.values())
 
 
+def same_dtype(x: Any, name: str, dtype: Any, like: str) -> None:
+    """Refuse ``x`` unless its dtype is ``dtype`` (the dtype of the argument ``like``)."""
+    if x.dtype != dtype:
+        want, got = (str(d).rsplit(".", 1)[-1] for d in (dtype, x.dtype))
+        raise TypeError(f"{name}: expected dtype {want} like {like}; got {got}")
+
+
 def scalar(value: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
     """Return ``value`` as a finite Python float, or raise naming ``name``."""
     if (

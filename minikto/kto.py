@@ -108,11 +108,7 @@ def kto_loss(
     batch = policy_logps.shape[0]
     _checks.float_vector(reference_logps, "reference_logps", xp, length=batch)
     _checks.bool_vector(desirable, "desirable", xp, length=batch)
-    if reference_logps.dtype != policy_logps.dtype:
-        raise TypeError(
-            f"reference_logps: expected dtype {policy_logps.dtype} like policy_logps; "
-            f"got {reference_logps.dtype}"
-        )
+    _checks.same_dtype(reference_logps, "reference_logps", policy_logps.dtype, "policy_logps")
     beta = _checks.scalar(beta, "beta", positive=True)
     desirable_weight = _checks.scalar(desirable_weight, "desirable_weight", nonnegative=True)
     undesirable_weight = _checks.scalar(undesirable_weight, "undesirable_weight", nonnegative=True)

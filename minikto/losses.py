@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from . import _checks
-from .backend import array_namespace, log_sigmoid
+from .backend import log_sigmoid
 
 __all__ = ["APOZeroLoss", "DPOLoss", "SFTLoss", "apo_zero_unpaired_loss", "dpo_loss", "sft_loss"]
 
@@ -122,7 +122,7 @@ def dpo_loss(
     for a very wrong, possibly mislabeled, pair). :math:`\sigma(-h)` is evaluated as
     :math:`\exp(\log\sigma(-h))`.
     """
-    xp = _namespace(
+    xp = _checks.namespace_of(
         policy_chosen_logps=policy_chosen_logps,
         policy_rejected_logps=policy_rejected_logps,
         reference_chosen_logps=reference_chosen_logps,
@@ -137,7 +137,7 @@ def dpo_loss(
         (reference_rejected_logps, "reference_rejected_logps"),
     ):
         _checks.float_vector(x, name, xp, length=batch)
-        _same_dtype(x, name, dtype, "policy_chosen_logps")
+        _checks.same_dtype(x, name, dtype, "policy_chosen_logps")
     beta = _checks.scalar(beta, "beta", positive=True)
 
     chosen_logratios = policy_chosen_logps - reference_chosen_logps
@@ -205,7 +205,7 @@ def sft_loss(policy_logps: Any, desirable: Any) -> SFTLoss:
     .. math:: \frac{\partial L}{\partial \log\pi(y_i|x_i)} = -\frac{1}{n_D} \;(i \in D),
               \qquad 0 \;(i \notin D).
     """
-    xp = _namespace(policy_logps=policy_logps, desirable=desirable)
+    xp = _checks.namespace_of(policy_logps=policy_logps, desirable=desirable)
     _checks.float_vector(policy_logps, "policy_logps", xp)
     batch = policy_logps.shape[0]
     _checks.bool_vector(desirable, "desirable", xp, length=batch)
@@ -288,13 +288,15 @@ def apo_zero_unpaired_loss(
     computed as :math:`\exp(\log\sigma(u) + \log\sigma(-u))`, and
     ``d r_i / d policy_logps_i = 1``.
     """
-    xp = _namespace(policy_logps=policy_logps, reference_logps=reference_logps, desirable=desirable)
+    xp = _checks.namespace_of(
+        policy_logps=policy_logps, reference_logps=reference_logps, desirable=desirable
+    )
     _checks.float_vector(policy_logps, "policy_logps", xp)
     batch = policy_logps.shape[0]
     _checks.float_vector(reference_logps, "reference_logps", xp, length=batch)
     _checks.bool_vector(desirable, "desirable", xp, length=batch)
     dtype = policy_logps.dtype
-    _same_dtype(reference_logps, "reference_logps", dtype, "policy_logps")
+    _checks.same_dtype(reference_logps, "reference_logps", dtype, "policy_logps")
     beta = _checks.scalar(beta, "beta", positive=True)
     desirable_weight = _checks.scalar(desirable_weight, "desirable_weight", nonnegative=True)
     undesirable_weight = _checks.scalar(undesirable_weight, "undesirable_weight", nonnegative=True)
@@ -318,22 +320,3 @@ def apo_zero_unpaired_loss(
     grad = -(weight * sign * beta / batch) * xp.exp(log_sig_pos + log_sig_neg)
 
     return APOZeroLoss(loss=loss, losses=losses, grad_policy_logps=grad, rewards=u)
-
-
-# ------------------------------------------------------------------------------------------
-# Helpers
-
-
-def _namespace(**arrays: Any) -> Any:
-    """The namespace shared by the named arguments; a non-array is refused by its name."""
-    for name, x in arrays.items():
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            kind = "a boolean array" if name == "desirable" else "a 1-d floating array"
-            raise TypeError(f"{name}: expected {kind} of shape (B,); got {type(x).__name__}")
-    return array_namespace(*arrays.values())
-
-
-def _same_dtype(x: Any, name: str, dtype: Any, like: str) -> None:
-    if x.dtype != dtype:
-        want, got = (str(d).rsplit(".", 1)[-1] for d in (dtype, x.dtype))
-        raise TypeError(f"{name}: expected dtype {want} like {like}; got {got}")

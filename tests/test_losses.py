@@ -439,9 +439,9 @@ def test_labels_must_be_boolean(xp, kind):
 
 @pytest.mark.parametrize(("kind", "name"), FLOAT_ARGS)
 def test_integer_or_list_input_names_the_argument(xp, kind, name):
-    with pytest.raises(TypeError, match=rf"^{name}: expected a "):
+    with pytest.raises(TypeError, match=rf"^{name}: expected an? "):
         _call(xp, kind, **{name: np.array([-1, -2, -3, -4])})
-    with pytest.raises(TypeError, match=rf"^{name}: expected a "):
+    with pytest.raises(TypeError, match=rf"^{name}: expected an? "):
         _call(xp, kind, **{name: [-1.0, -2.0, -3.0, -4.0]})
 
 
