@@ -5,8 +5,10 @@ Central differences in float64:
 .. math:: \frac{\partial f}{\partial x_k} \approx \frac{f(x + h e_k) - f(x - h e_k)}{2h},
 
 whose truncation error is :math:`O(h^2 f''')` and whose round-off error is about
-:math:`\epsilon_{mach} |f| / h`; ``h = 1e-6`` balances the two in float64 (relative error
-around 1e-9 to 1e-10 for smooth losses of order 1).
+:math:`\epsilon_{mach} |f| / h`. The two balance near :math:`h \approx \epsilon^{1/3}`
+(about 6e-6 in float64, times the scale of x); on minikto's objectives the error is smallest
+around ``h = 5e-5`` (relative error near 1e-10), and the default ``h = 1e-6`` still gives
+relative errors around 1e-9, far below the ``rtol = 1e-6`` pass mark.
 
 Two modes:
 
@@ -28,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from . import _checks
 
 __all__ = ["BlockReport", "GradcheckReport", "gradcheck"]
 
@@ -126,14 +130,37 @@ def gradcheck(
     -------
     GradcheckReport
     """
-    x = np.array(x, dtype=np.float64)
+    if not callable(fun):
+        raise TypeError(f"fun: expected a callable fun(x) -> (value, gradient); got {fun!r}")
+    try:
+        x = np.array(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"x: expected a vector of real numbers; got {type(x).__name__}") from err
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"x: expected a non-empty 1-d vector; got shape {x.shape}")
     if mode not in ("full", "directions"):
         raise ValueError(f"mode: expected 'full' or 'directions'; got {mode!r}")
     if not eps > 0:
         raise ValueError(f"eps: expected a step > 0; got {eps}")
-    _, grad = fun(x)
+    rtol = _checks.scalar(rtol, "rtol", nonnegative=True)
+    atol = _checks.scalar(atol, "atol", nonnegative=True)
+    if mode == "directions" and (
+        isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1
+    ):
+        raise ValueError(f"n_directions: expected an int >= 1; got {n_directions!r}")
+    for name, sl in (blocks or {}).items():
+        if not isinstance(sl, slice) or len(range(x.size)[sl]) == 0:
+            raise ValueError(
+                f"blocks: expected slices that select coordinates of x (size {x.size}); "
+                f"got {name!r}: {sl!r}"
+            )
+    out = fun(x)
+    try:
+        _, grad = out
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"fun: expected fun(x) to return a pair (value, gradient); got {type(out).__name__}"
+        ) from None
     grad = np.asarray(grad, dtype=np.float64)
     if grad.shape != x.shape:
         raise ValueError(f"fun: expected a gradient of shape {x.shape}; got {grad.shape}")

@@ -1,0 +1,44 @@
+"""Worked solutions to the exercises of ``notebooks/02_gradients_by_hand.ipynb``.
+
+Each block that starts with a ``# %% exercise-N`` line replaces the notebook's stub cell tagged
+``exercise-N``; ``tests/test_notebooks.py`` runs the notebook that way and expects every check to
+print ``correct``. The blocks use only names the notebook's setup cell imports (``np`` and
+minikto's ``sigmoid``). Try the exercises before reading on.
+"""
+
+import numpy as np
+
+from minikto.backend import sigmoid
+
+
+# %% exercise-1
+def bias_gradient(policy, prompt, response):
+    # log pi(y|x) = sum_t log softmax(l_t)[y_t] with l_t = f(x, y_{t-1}) + b. Step 1 gives
+    # d log softmax(l_t)[y_t] / d l_t = onehot(y_t) - p_t, and d l_t / d b is the identity at
+    # EVERY position, so the bias collects the sum over the response's real tokens.
+    tokens = response[response >= 0]  # y_1 .. y_L, the -1 padding dropped
+    states = np.concatenate([[policy.bos_state], tokens[:-1]])  # y_0 = BOS, then y_1 .. y_{L-1}
+    probs = policy.next_token_probs(np.full(len(tokens), prompt), states)  # p_t, shape (L, V)
+    onehot = np.eye(policy.vocab_size)[tokens]  # onehot(y_t), shape (L, V)
+    return np.sum(onehot - probs, axis=0)
+
+
+# %% exercise-2
+def dpo_gradients(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):
+    # l_i = -log sigmoid(h_i) with h_i = beta * ((c_i - rc_i) - (j_i - rj_i)), L = mean_i l_i.
+    # d(-log sigmoid(h)) / dh = -sigmoid(-h); dh / dc = +beta, dh / dj = -beta; the mean adds 1/B.
+    margin = beta * ((policy_chosen - reference_chosen) - (policy_rejected - reference_rejected))
+    weight = beta * sigmoid(-margin) / len(policy_chosen)
+    return -weight, weight  # the chosen log-prob is pushed up, the rejected one down
+
+
+# %% exercise-3
+def kto_grad_beta(policy_logps, reference_logps, desirable, z0, beta, desirable_weight,
+                  undesirable_weight):
+    # z_i = beta * u_i with u_i = s_i (r_i - z0), so dz_i / dbeta = u_i, and Step 3's
+    # d l_i / d z_i = -lambda_i sigmoid(z_i) sigmoid(-z_i). L is the mean over the batch.
+    sign = np.where(desirable, 1.0, -1.0)
+    weight = np.where(desirable, desirable_weight, undesirable_weight)
+    u = sign * (policy_logps - reference_logps - z0)
+    z = beta * u
+    return float(np.mean(-weight * sigmoid(z) * sigmoid(-z) * u))

@@ -1,0 +1,127 @@
+"""Regenerate every notebook in notebooks/ with its outputs: ``python scripts/run_notebooks.py``.
+
+Each ``notebooks/[0-9]*.ipynb`` is executed top to bottom, in file-name order, in a fresh
+kernel whose working directory is ``notebooks/``, and written back in place with its outputs
+and figures. A code cell whose metadata holds ``"docs_figure": "NAME.png"`` also has its
+(last) PNG output saved as ``docs/figures/NAME.png``, the figure the README shows.
+
+The kernel runs on THIS Python interpreter (the native ipykernel spec of the running
+environment), whatever kernels are installed elsewhere: ``ipykernel`` must be importable,
+nothing has to be registered with ``jupyter kernelspec``. ``tests/test_notebooks.py`` runs the
+notebooks through the same :func:`execute_notebook`.
+
+Options: ``python scripts/run_notebooks.py [NOTEBOOK ...] [--timeout SECONDS] [--check]``;
+``--check`` executes without writing anything (a dry run of the regeneration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+FIGURE_DIR = ROOT / "docs" / "figures"
+CELL_TIMEOUT = 300  # seconds per cell; every notebook is meant to finish in under 60 s
+
+
+def notebook_paths(directory: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The notebooks to run, in order: ``[0-9]*.ipynb`` in ``directory``."""
+    return sorted(directory.glob("[0-9]*.ipynb"))
+
+
+def execute_notebook(nb: nbformat.NotebookNode, cwd: Path, *, timeout: int = CELL_TIMEOUT) -> float:
+    """Execute ``nb`` in memory, top to bottom, with ``cwd`` as working directory.
+
+    A cell that raises stops the run with ``nbclient.exceptions.CellExecutionError``.
+    Returns the wall-clock seconds, kernel start included.
+    """
+    # An empty kernel search path leaves only the native "python3" kernel of this
+    # interpreter, so a stale user-level kernelspec cannot run the notebooks elsewhere.
+    manager = KernelManager(
+        kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[])
+    )
+    client = NotebookClient(
+        nb,
+        km=manager,
+        timeout=timeout,
+        record_timing=False,  # no timestamps in the committed files
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
+    return time.perf_counter() - start
+
+
+def cell_errors(nb: nbformat.NotebookNode) -> list[str]:
+    """One line per error output left in the notebook (empty when every cell ran cleanly)."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                found.append(f"cell {index}: {output.get('ename')}: {output.get('evalue')}")
+    return found
+
+
+def docs_figures(nb: nbformat.NotebookNode) -> dict[str, bytes]:
+    """The PNG of every cell tagged with ``docs_figure`` metadata, by file name."""
+    figures = {}
+    for cell in nb.cells:
+        name = cell.get("metadata", {}).get("docs_figure")
+        if not name:
+            continue
+        pngs = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in
+                o.get("data", {})]
+        if not pngs:
+            raise ValueError(f"docs_figure {name}: its cell produced no PNG output")
+        figures[name] = base64.b64decode(pngs[-1])
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="notebooks to run (default: every notebooks/[0-9]*.ipynb)")
+    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
+                        help=f"seconds allowed per cell (default {CELL_TIMEOUT})")
+    parser.add_argument("--check", action="store_true",
+                        help="execute only; write neither the notebooks nor the figures")
+    args = parser.parse_args(argv)
+    paths = args.notebooks or notebook_paths()
+    if not paths:
+        print(f"no notebooks found in {NOTEBOOK_DIR}", file=sys.stderr)
+        return 1
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        seconds = execute_notebook(nb, path.resolve().parent, timeout=args.timeout)
+        errors = cell_errors(nb)
+        if errors:
+            print(f"{path}: cells left errors: {errors}", file=sys.stderr)
+            return 1
+        figures = docs_figures(nb)
+        if not args.check:
+            nbformat.write(nb, path)
+            FIGURE_DIR.mkdir(parents=True, exist_ok=True)
+            for name, png in figures.items():
+                (FIGURE_DIR / name).write_bytes(png)
+        written = "checked" if args.check else "written"
+        extra = f", figures {sorted(figures)}" if figures else ""
+        shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+        print(f"{shown}: {seconds:.1f} s, {written}{extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
