@@ -15,7 +15,12 @@ The public API, by concept:
 """
 
 from .backend import get_namespace, to_numpy
-from .config import KTOConfig, WeightBalanceWarning, check_weight_balance
+from .config import (
+    KTOConfig,
+    WeightBalanceWarning,
+    balanced_desirable_weight,
+    check_weight_balance,
+)
 from .evaluate import ExactEvaluator
 from .exact import exact_kl, response_space
 from .feedback import PairedDataset, UnpairedDataset, sample_paired, sample_unpaired, unpair
@@ -49,6 +54,7 @@ __all__ = [
     "WeightBalanceWarning",
     "Z0_MODES",
     "apo_zero_unpaired_loss",
+    "balanced_desirable_weight",
     "bandit_task",
     "check_weight_balance",
     "default_task",

@@ -41,6 +41,8 @@ def atomic_write(
     if path.is_dir():
         raise IsADirectoryError(f"path: expected a file name; got the directory {path}")
     directory = path.resolve().parent
+    if not directory.is_dir():
+        raise FileNotFoundError(f"path: expected a file in an existing directory; got {path}")
     temporary = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -86,20 +87,34 @@ def load_checkpoint(path: str | Path, *, config: dict[str, Any] | None = None) -
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a plain .npy file
+            raise ValueError("a single .npy array, not an .npz archive")
+        with data:
             arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        NotImplementedError,  # zipfile: a damaged header claims an unknown method or version
+        RuntimeError,  # zipfile: a damaged header claims an encrypted member
+    ) as err:
         raise CheckpointError(
             f"checkpoint {path}: expected a minikto .npz checkpoint; the file is truncated "
             f"or not one ({type(err).__name__}: {err})"
         ) from err
+    foreign = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+    if foreign:  # NpzFile hands back the raw bytes of a member that is not a .npy file
+        raise CheckpointError(f"checkpoint {path}: expected .npy entries; got {foreign}")
     if "meta" not in arrays:
         raise CheckpointError(f"checkpoint {path}: expected a minikto checkpoint; no 'meta' entry")
     try:
         meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError too
         raise CheckpointError(f"checkpoint {path}: its metadata is corrupt ({err})") from err
     if not isinstance(meta, dict) or meta.get("format") != "minikto-checkpoint":
         raise CheckpointError(f"checkpoint {path}: expected format 'minikto-checkpoint'")
@@ -108,6 +123,15 @@ def load_checkpoint(path: str | Path, *, config: dict[str, Any] | None = None) -
             f"checkpoint {path}: expected format version {CHECKPOINT_FORMAT}; "
             f"got {meta.get('version')!r}"
         )
+    step = meta.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"checkpoint {path}: expected a step count >= 0; got {step!r}")
+    for key in ("config", "extra"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise CheckpointError(
+                f"checkpoint {path}: expected '{key}' to be a JSON object; "
+                f"got {type(meta[key]).__name__}"
+            )
     if config is not None:
         saved = meta.get("config", {})
         diff = sorted(
@@ -122,7 +146,7 @@ def load_checkpoint(path: str | Path, *, config: dict[str, Any] | None = None) -
                 f"{details}"
             )
     return {
-        "step": int(meta["step"]),
+        "step": step,
         "params": {k[6:]: v for k, v in arrays.items() if k.startswith("param.")},
         "optimizer_state": {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")},
         "config": meta.get("config", {}),

@@ -90,7 +90,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if isinstance(fields.get("z0"), str):
         fields["z0"] = _z0_value(fields["z0"])
     if isinstance(fields.get("features"), str) and fields["features"] != "onehot":
-        fields["features"] = int(fields["features"])
+        try:
+            fields["features"] = int(fields["features"])
+        except ValueError:
+            raise ValueError(
+                f"--features: expected 'onehot' or a positive int width; "
+                f"got {fields['features']!r}"
+            ) from None
     config = KTOConfig.from_dict(fields)
     task = bandit_task() if args.task == "bandit" else default_task()
     paired = config.loss == "dpo"
@@ -127,6 +133,53 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     if not args.out:
         raise ValueError("--out: expected the JSON file to write (or --check FILE)")
     print(f"wrote {write_vectors(args.out)}")
+    return 0
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .experiments import EXPERIMENTS, run_experiment
+
+    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    out = Path(args.out)
+    docs = Path(args.docs) if args.write_docs else None
+    if docs is not None and (args.quick or (args.seeds is not None and args.seeds < 3)):
+        raise ValueError(
+            "--write-docs: expected a full-size run (no --quick, --seeds >= 3); docs/RESULTS.md "
+            "holds full-size numbers only"
+        )
+    for name in names:  # refuse before anything runs, so `all` never stops half-way
+        target = out / name
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            if not args.overwrite:
+                raise FileExistsError(
+                    f"--out: {target} already holds results; pass --overwrite to replace "
+                    "them or choose another --out"
+                )
+    started = time.perf_counter()
+    for name in names:
+        print(f"minikto experiment {name}: running ({'quick' if args.quick else 'full size'})",
+              flush=True)
+        result = run_experiment(
+            name,
+            out / name,
+            seeds=args.seeds,
+            quick=args.quick,
+            overwrite=args.overwrite,
+            docs_dir=docs,
+        )
+        print(result.table_md)
+        print(f"\n{result.verdict}\n")
+        print(
+            f"wrote {out / name}/: runs.csv, table.md, results_{name}.png, section.md, "
+            f"summary.json ({result.seeds} seeds, {result.seconds:.1f} s)"
+        )
+        if docs is not None:
+            print(f"updated {docs / 'RESULTS.md'} and {docs / 'figures'}/results_{name}.png")
+    if len(names) > 1:
+        print(f"\n{len(names)} experiments in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -217,6 +270,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the JSON file to write")
     p.add_argument("--check", help="recompute a vectors file with minikto and compare")
     p.set_defaults(func=_cmd_vectors)
+
+    p = sub.add_parser("experiment", help="reproduce a claim of the paper on the toy")
+    p.add_argument(
+        "name",
+        choices=(
+            "all", "imbalance", "noise", "contradiction", "one-y-per-x", "reference-point",
+            "frontier",
+        ),
+        help="the experiment, or all of them",
+    )
+    p.add_argument(
+        "--out", default="results", help="parent directory: writes OUT/NAME/ (default results)"
+    )
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 5; quick 2)")
+    p.add_argument("--quick", action="store_true", help="reduced size (fewer steps and runs)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing OUT/NAME/")
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="also rewrite this experiment's section of DOCS/RESULTS.md and its figure",
+    )
+    p.add_argument("--docs", default="docs", help="the docs directory (default docs)")
+    p.set_defaults(func=_cmd_experiment)
     return parser
 
 
@@ -225,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError) as err:
         print(f"minikto {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,13 @@ from typing import Any
 from . import _checks
 from .objective import validate_z0_mode
 
-__all__ = ["LOSSES", "KTOConfig", "WeightBalanceWarning", "check_weight_balance"]
+__all__ = [
+    "LOSSES",
+    "KTOConfig",
+    "WeightBalanceWarning",
+    "balanced_desirable_weight",
+    "check_weight_balance",
+]
 
 #: The training objectives; "dpo" needs paired data, the others unpaired data.
 LOSSES = ("kto", "apo_zero_unpaired", "sft", "dpo")
@@ -70,6 +77,10 @@ class KTOConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: expected an int >= {low}; got {value!r}")
+        if not isinstance(self.backend, str) or not self.backend:
+            raise ValueError(f"backend: expected a name such as 'numpy'; got {self.backend!r}")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ValueError(f"progress: expected True, False or None; got {self.progress!r}")
         if not (
             self.features == "onehot"
             or (
@@ -89,6 +100,10 @@ class KTOConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KTOConfig:
         """Build a config from a dict; an unknown key is an error naming it."""
+        if not isinstance(data, dict):
+            raise TypeError(
+                f"config: expected a dict of KTOConfig fields; got {type(data).__name__}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -97,18 +112,40 @@ class KTOConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> KTOConfig:
-        """Read a config file (a JSON object of fields)."""
+        """Read a config file (a JSON object of fields, UTF-8, a byte-order mark allowed).
+
+        Invalid UTF-8 or JSON, a duplicate key, or anything but an object is a ValueError
+        naming the file; a file that cannot be opened raises the usual ``OSError``.
+        """
+        raw = Path(path).read_bytes()
+        body = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as editors write
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+        except UnicodeDecodeError as err:
+            offset = len(raw) - len(body) + err.start + 1
+            raise ValueError(
+                f"config file {path}: invalid UTF-8 at byte {offset}; save it as UTF-8"
+            ) from None
         except json.JSONDecodeError as err:
             raise ValueError(
                 f"config file {path}: invalid JSON at line {err.lineno}: {err.msg}"
             ) from err
+        except (ValueError, RecursionError) as err:  # a duplicate key, nesting, a huge integer
+            raise ValueError(f"config file {path}: invalid JSON: {err}") from None
         if not isinstance(data, dict):
             raise ValueError(
                 f"config file {path}: expected a JSON object; got {type(data).__name__}"
             )
         return cls.from_dict(data)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
 
 
 class WeightBalanceWarning(UserWarning):
@@ -167,3 +204,21 @@ def check_weight_balance(
             stacklevel=2,
         )
     return ratio, band
+
+
+def balanced_desirable_weight(
+    num_desirable: int, num_undesirable: int, undesirable_weight: float = 1.0
+) -> float:
+    """The smallest desirable weight (rounded up to 2 decimals, at least 1) that puts the
+    paper's Eq. 8 ratio ``desirable_weight * n_D / (undesirable_weight * n_U)`` in [1, 4/3].
+
+    Example: 1:1 data gives 1.0; keeping 10% of 1:1 desirable data gives 10.0.
+    """
+    _, (low, _) = check_weight_balance(
+        num_desirable, num_undesirable, 1.0, undesirable_weight, warn=False
+    )
+    if not math.isfinite(low):
+        raise ValueError(
+            f"num_desirable: expected at least one desirable example; got {num_desirable}"
+        )
+    return max(1.0, math.ceil(low * 100 - 1e-9) / 100)

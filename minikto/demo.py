@@ -11,12 +11,11 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
 
-from .config import KTOConfig, check_weight_balance
+from .config import KTOConfig, balanced_desirable_weight
 from .evaluate import ExactEvaluator
 from .feedback import sample_unpaired
 from .plots import (
@@ -29,23 +28,13 @@ from .plots import (
 from .toy import default_task
 from .train import TrainResult, train
 
-__all__ = ["DEMO_CONFIG", "balanced_desirable_weight", "run_demo"]
+__all__ = ["DEMO_CONFIG", "run_demo"]
 
 #: The demo's configuration (the desirable weight is set from the data, see run_demo).
 DEMO_CONFIG = KTOConfig(
     beta=0.1, learning_rate=0.05, batch_size=32, max_steps=600, z0="batch", eval_every=20, seed=0
 )
 DEMO_EXAMPLES = 2000
-
-
-def balanced_desirable_weight(
-    num_desirable: int, num_undesirable: int, undesirable_weight: float = 1.0
-) -> float:
-    """The smallest desirable weight (2 decimals) that puts Eq. 8's ratio in [1, 4/3]."""
-    low, _ = check_weight_balance(
-        num_desirable, num_undesirable, 1.0, undesirable_weight, warn=False
-    )[1]
-    return max(1.0, math.ceil(low * 100) / 100)
 
 
 def run_demo(

@@ -34,8 +34,17 @@ def response_space(vocab_size: int, length: int, eos_token: int | None = None) -
     the sequences of T tokens containing no end token before position T, so their
     probabilities sum to 1.
     """
-    if vocab_size < 1 or length < 1:
-        raise ValueError(f"vocab_size, length: expected positive ints; got {vocab_size}, {length}")
+    for name, value in (("vocab_size", vocab_size), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}: expected a positive int; got {value!r}")
+    if eos_token is not None and (
+        isinstance(eos_token, bool)
+        or not isinstance(eos_token, (int, np.integer))
+        or not 0 <= eos_token < vocab_size
+    ):
+        raise ValueError(
+            f"eos_token: expected None or an id in [0, {vocab_size}); got {eos_token!r}"
+        )
     rows: list[list[int]] = [[]]
     done: list[list[int]] = []
     for _ in range(length):
@@ -102,9 +111,20 @@ def exact_kl(policy: Any, reference: Any, prompts: Any, length: int) -> Any:
             f"V={reference.vocab_size}, eos={reference.eos_token} against "
             f"V={policy.vocab_size}, eos={policy.eos_token}"
         )
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"length: expected a positive int (T); got {length!r}")
     xp = policy.xp
     v = policy.vocab_size
-    prompt_ids = to_numpy(prompts).astype(np.int64)
+    prompt_ids = to_numpy(prompts)
+    if prompt_ids.ndim != 1 or not np.issubdtype(prompt_ids.dtype, np.integer):
+        raise ValueError(
+            f"prompts: expected a 1-d array of prompt ids; got shape {prompt_ids.shape} "
+            f"and dtype {prompt_ids.dtype}"
+        )
+    if prompt_ids.size and not (0 <= prompt_ids.min() and prompt_ids.max() < policy.num_prompts):
+        bad = prompt_ids.min() if prompt_ids.min() < 0 else prompt_ids.max()
+        raise ValueError(f"prompts: expected ids in [0, {policy.num_prompts}); got {int(bad)}")
+    prompt_ids = prompt_ids.astype(np.int64)
     n_prompts = prompt_ids.shape[0]
     # every (prompt, state) pair: states 0..V-1 and BOS = V
     p_ids = xp.asarray(np.repeat(prompt_ids, v + 1))

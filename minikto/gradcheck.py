@@ -196,9 +196,9 @@ def _compare(
     name: str, numeric: np.ndarray, analytic: np.ndarray, rtol: float, atol: float
 ) -> BlockReport:
     diff = np.abs(numeric - analytic)
-    scale = max(np.max(np.abs(numeric)), np.max(np.abs(analytic)))
+    scale = float(np.max(np.maximum(np.abs(numeric), np.abs(analytic))))  # NaN propagates
     max_abs = float(np.max(diff))
-    max_rel = float(max_abs / scale) if scale > 0 else 0.0
+    max_rel = max_abs / scale if scale != 0 else 0.0  # a NaN anywhere fails both tests below
     return BlockReport(
         name=name,
         size=int(numeric.size),

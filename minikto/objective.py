@@ -39,8 +39,16 @@ from . import _checks
 from .backend import to_numpy
 from .exact import exact_kl
 from .kto import KTOLoss, kl_estimate, kto_loss, mismatched_indices
+from .policy import SoftmaxPolicy
 
-__all__ = ["Z0_MODES", "FlatObjective", "ObjectiveResult", "kto_objective", "validate_z0_mode"]
+__all__ = [
+    "Z0_MODES",
+    "FlatObjective",
+    "ObjectiveResult",
+    "check_policy_pair",
+    "kto_objective",
+    "validate_z0_mode",
+]
 
 #: The named reference-point modes; a float is accepted too (a fixed z0).
 Z0_MODES = ("batch", "batch-grad", "exact", "zero")
@@ -113,6 +121,7 @@ def kto_objective(
     -------
     ObjectiveResult
     """
+    check_policy_pair(policy, reference)
     xp = policy.xp
     mode = validate_z0_mode(z0)
     desirable = _labels(desirable, xp)
@@ -207,6 +216,7 @@ class FlatObjective:
         freeze_z0: bool = True,
         **loss_kwargs: Any,
     ) -> None:
+        check_policy_pair(policy, reference)
         self.policy = policy.copy(frozen=False)
         self.reference = reference
         self.batch = (prompts, responses, desirable)
@@ -248,6 +258,32 @@ class FlatObjective:
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         return self.value(theta), self.gradient(theta)
+
+
+def check_policy_pair(policy: Any, reference: Any) -> None:
+    """Refuse a policy and a reference whose log-probs cannot be compared response by response.
+
+    Both must be :class:`~minikto.policy.SoftmaxPolicy` objects over the same vocabulary,
+    prompts and end token (else a log-ratio compares different distributions), on the same
+    backend and dtype.
+    """
+    for name, value in (("policy", policy), ("reference", reference)):
+        if not isinstance(value, SoftmaxPolicy):
+            raise TypeError(f"{name}: expected a SoftmaxPolicy; got {type(value).__name__}")
+    for attr in ("vocab_size", "num_prompts", "eos_token"):
+        mine, theirs = getattr(policy, attr), getattr(reference, attr)
+        if mine != theirs:
+            raise ValueError(f"reference: expected the {attr} of policy, {mine}; got {theirs}")
+    if policy.xp is not reference.xp or policy.dtype != reference.dtype:
+        raise TypeError(
+            f"reference: expected the backend and dtype of policy ({policy.backend}, "
+            f"{_dtype_name(policy.dtype)}); got ({reference.backend}, "
+            f"{_dtype_name(reference.dtype)})"
+        )
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(getattr(dtype, "__name__", dtype)).rsplit(".", 1)[-1]  # NumPy: a scalar type
 
 
 def _labels(desirable: Any, xp: Any) -> Any:

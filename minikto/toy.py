@@ -89,9 +89,14 @@ class ToyTask:
             raise ValueError(
                 f"vocab: expected distinct non-empty words without spaces; got {self.vocab!r}"
             )
-        if p == 0 or len(set(self.prompts)) != p:
+        if (p == 0 or len(set(self.prompts)) != p
+                or not all(isinstance(x, str) and x for x in self.prompts)):
             raise ValueError(f"prompts: expected distinct prompt texts; got {self.prompts!r}")
-        if self.eos_token is not None and not 0 <= self.eos_token < v:
+        if self.eos_token is not None and (
+            isinstance(self.eos_token, bool)
+            or not isinstance(self.eos_token, (int, np.integer))
+            or not 0 <= self.eos_token < v
+        ):
             raise ValueError(f"eos_token: expected an id in [0, {v}) or None; got {self.eos_token}")
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int):
             raise TypeError(f"max_length: expected a positive int; got {self.max_length!r}")
@@ -104,6 +109,12 @@ class ToyTask:
                 raise ValueError(f"{name}: expected shape {shape}; got {table.shape}")
             if not np.all(np.isfinite(table)):
                 raise ValueError(f"{name}: expected finite values; got NaN or infinity")
+        for name in ("repeat_penalty", "no_end_penalty", "empty_penalty", "utility_bound"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                np.isfinite(value) and value >= 0
+            ):
+                raise ValueError(f"{name}: expected a finite number >= 0; got {value!r}")
 
     # --------------------------------------------------------------------------------------
     # Sizes and tables
@@ -190,7 +201,7 @@ class ToyTask:
         if self.eos_token is not None and self.eos_token in ids[:-1]:
             end = self.vocab[self.eos_token]
             raise ValueError(
-                f"{name}: expected nothing after the end token {end!r}; got {text!r}"
+                f"{name}: expected nothing after the end token {end!r}; got {_short(text)}"
             )
         row = np.full(self.max_length, -1, dtype=np.int64)
         row[: len(ids)] = ids

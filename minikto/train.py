@@ -31,13 +31,14 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import KTOConfig, check_weight_balance
 from .evaluate import ExactEvaluator
 from .feedback import PairedDataset, UnpairedDataset
 from .optim import make_optimizer
 from .policy import SoftmaxPolicy
 from .step import StepResult, paired_step, unpaired_step
+from .toy import ToyTask
 
 __all__ = ["RunExistsError", "TrainResult", "batch_indices", "train"]
 
@@ -106,7 +107,11 @@ def train(
     -------
     TrainResult
     """
-    config = config or KTOConfig()
+    config = KTOConfig() if config is None else config
+    if not isinstance(config, KTOConfig):
+        raise TypeError(f"config: expected a KTOConfig; got {type(config).__name__}")
+    if not isinstance(task, ToyTask):
+        raise TypeError(f"task: expected a ToyTask; got {type(task).__name__}")
     started = time.perf_counter()
     paired = isinstance(data, PairedDataset)
     if config.loss == "dpo" and not paired:
@@ -124,6 +129,14 @@ def train(
     # 1. reference and policy
     if reference is None:
         reference = _make_reference(task, data, config)
+    elif not isinstance(reference, SoftmaxPolicy):
+        raise TypeError(f"reference: expected a SoftmaxPolicy; got {type(reference).__name__}")
+    for attr in ("vocab_size", "num_prompts", "eos_token"):
+        if getattr(reference, attr) != getattr(task, attr):
+            raise ValueError(
+                f"reference: expected the task's {attr}, {getattr(task, attr)}; "
+                f"got {getattr(reference, attr)}"
+            )
     reference = reference.copy(frozen=True)
     policy = reference.copy(frozen=False)
     xp = policy.xp
@@ -152,6 +165,7 @@ def train(
     start = 0
     if resume and run_dir is not None and (run_dir / "checkpoint.npz").exists():
         state = load_checkpoint(run_dir / "checkpoint.npz", config=config.to_dict())
+        _check_resumable(state, policy, config, run_dir / "checkpoint.npz")
         start = state["step"]
         policy.params = {k: xp.asarray(v, dtype=policy.dtype) for k, v in state["params"].items()}
         optimizer.load_state_dict(state["optimizer_state"], xp, policy.dtype)
@@ -297,6 +311,29 @@ def _make_reference(task: Any, data: Any, config: KTOConfig) -> SoftmaxPolicy:
         )
         optimizer.step(policy.params, result.grads)
     return policy
+
+
+def _check_resumable(state: dict[str, Any], policy: SoftmaxPolicy, config: KTOConfig,
+                     path: Path) -> None:
+    """Refuse a checkpoint that this run cannot continue from (CheckpointError)."""
+    shapes = {k: tuple(v.shape) for k, v in policy.params.items()}
+    saved = {k: tuple(v.shape) for k, v in state["params"].items()}
+    if saved != shapes:
+        raise CheckpointError(
+            f"checkpoint {path}: expected parameters {shapes} for this task and model; "
+            f"got {saved}"
+        )
+    extra = state["extra"]
+    if not all(isinstance(extra.get(k), list) for k in ("history", "evals")):
+        raise CheckpointError(
+            f"checkpoint {path}: expected the history and evaluations a training run saves; "
+            f"got the keys {sorted(extra)}"
+        )
+    if state["step"] > config.max_steps:
+        raise ValueError(
+            f"max_steps: expected at least the checkpoint's step {state['step']} to resume; "
+            f"got {config.max_steps}"
+        )
 
 
 def _to_backend(xp: Any, data: Any) -> dict[str, Any]:

@@ -438,7 +438,15 @@ def check_vectors(
         empty when everything agrees.
     """
     if not isinstance(vectors, dict):
-        vectors = json.loads(Path(vectors).read_text(encoding="utf-8"))
+        path = Path(vectors)
+        try:
+            vectors = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            raise ValueError(f"vectors file {path}: expected a JSON vectors file; {err}") from err
+        if not isinstance(vectors, dict):
+            raise ValueError(
+                f"vectors file {path}: expected a JSON object; got {type(vectors).__name__}"
+            )
     if vectors.get("format") != FORMAT or vectors.get("version") != VERSION:
         return [
             f"file: expected format {FORMAT!r} version {VERSION}; got format "

@@ -1,0 +1,122 @@
+"""The paper's claims reproduced on the toy: one module per experiment.
+
+=================  =====================================================================
+name               what it trains and measures
+=================  =====================================================================
+imbalance          KTO with 100/50/20/10 % of the desirable examples, lambda_D from Eq. 8
+                   against lambda_D = 1 (and DPO as the yardstick)
+noise              0-40 % flipped labels; KTO on the unpaired form of the very pairs DPO
+                   trains on
+contradiction      Thm. 4.3: each (x, y) once desirable, once undesirable; KTO does not
+                   move, DPO can push both responses down
+one-y-per-x        KTO on one response per prompt against KTO on both and DPO on the pairs
+reference-point    the five z0 modes: stability, utility against KL, how often the batch
+                   estimate is clamped, how far it is from the exact KL
+frontier           exact utility against exact KL across beta for KTO, DPO and SFT
+=================  =====================================================================
+
+Every experiment is ``run(seeds=5, quick=False) -> ExperimentResult`` (see
+:mod:`minikto.experiments.common`); :func:`run_experiment` runs one by name and writes its
+directory, and ``minikto experiment NAME`` is the command line for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import contradiction, frontier, imbalance, noise, one_y_per_x, reference_point
+from .common import (
+    DEFAULT_SEEDS,
+    QUICK_SEEDS,
+    ExperimentResult,
+    check_seeds,
+    prepare_dir,
+    section_markdown,
+    update_results_md,
+    write_outputs,
+)
+
+__all__ = ["DEFAULT_SEEDS", "EXPERIMENTS", "QUICK_SEEDS", "ExperimentResult", "run_experiment"]
+
+#: name -> ``run(seeds, quick)``, in the order of docs/RESULTS.md.
+EXPERIMENTS: dict[str, Callable[..., ExperimentResult]] = {
+    "imbalance": imbalance.run,
+    "noise": noise.run,
+    "contradiction": contradiction.run,
+    "one-y-per-x": one_y_per_x.run,
+    "reference-point": reference_point.run,
+    "frontier": frontier.run,
+}
+
+
+def command_line(name: str, seeds: int, quick: bool) -> str:
+    """The ``minikto experiment`` command that reproduces a run's numbers."""
+    cmd = f"minikto experiment {name}"
+    if quick:
+        cmd += " --quick"
+    default = QUICK_SEEDS if quick else DEFAULT_SEEDS
+    if seeds != default:
+        cmd += f" --seeds {seeds}"
+    return cmd
+
+
+def run_experiment(
+    name: str,
+    out_dir: str | Path,
+    *,
+    seeds: int | None = None,
+    quick: bool = False,
+    overwrite: bool = False,
+    docs_dir: str | Path | None = None,
+) -> ExperimentResult:
+    """Run experiment ``name`` and write its files into ``out_dir`` (created).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`EXPERIMENTS`.
+    out_dir : path
+        The experiment's directory; an existing non-empty one needs ``overwrite=True``.
+    seeds : int, optional
+        Seeds 0 .. seeds-1 (default :data:`DEFAULT_SEEDS`, or :data:`QUICK_SEEDS` when
+        ``quick``).
+    quick : bool
+        The reduced size the tests use (fewer seeds, steps and conditions).
+    overwrite : bool
+        Replace an existing non-empty ``out_dir``.
+    docs_dir : path, optional
+        Also regenerate this experiment's section of ``docs_dir/RESULTS.md`` and copy its
+        figure to ``docs_dir/figures/results_<name>.png``. Refused for a quick run or
+        fewer than 3 seeds: the docs hold full-size numbers only.
+
+    Returns
+    -------
+    ExperimentResult
+        With ``seconds`` set to the wall time of the experiment.
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(f"name: expected one of {list(EXPERIMENTS)}; got {name!r}")
+    seeds = check_seeds(QUICK_SEEDS if quick else DEFAULT_SEEDS) if seeds is None else seeds
+    seeds = check_seeds(seeds)
+    if docs_dir is not None and (quick or seeds < 3):
+        raise ValueError(
+            "docs_dir: expected a full-size run (not quick, at least 3 seeds) to write "
+            f"docs/RESULTS.md; got quick={quick}, seeds={seeds}"
+        )
+    out = prepare_dir(out_dir, overwrite=overwrite)
+    started = time.perf_counter()
+    result = EXPERIMENTS[name](seeds=seeds, quick=quick)
+    result.seconds = time.perf_counter() - started
+    command = command_line(name, seeds, quick)
+    write_outputs(result, out, command=command)
+    if docs_dir is not None:
+        figures = Path(docs_dir) / "figures"
+        figures.mkdir(parents=True, exist_ok=True)
+        figure = f"results_{name}.png"
+        (figures / figure).write_bytes((out / figure).read_bytes())
+        update_results_md(
+            docs_dir, name, section_markdown(result, command), order=list(EXPERIMENTS)
+        )
+    return result
