@@ -2,11 +2,19 @@ r"""Feature maps: how a (prompt, previous token) state becomes next-token logits
 
 A :class:`~minikto.policy.SoftmaxPolicy` has one code path; its feature map decides which
 parameters produce the logits (before the shared bias) and sends their gradient back.
-Both maps expose the same three methods:
+Both maps expose the same methods:
 
 - ``init_params(rng)`` -> dict of NumPy arrays (the trainable parameters, without the bias);
 - ``logits(params, prompts, states)`` -> (N, V) logits for N (prompt, state) pairs;
 - ``backward(params, grad_logits, prompts, states)`` -> dict of gradients, same keys.
+
+and the same three in the form the policy's training step uses, which lets it work on a
+block of rows at a time and compute what the rows share only once:
+
+- ``context(params, prompts, states)`` -> what the logits are computed from (the ids
+  themselves for the table, the hidden vectors ``h`` for the embeddings);
+- ``logits_rows(params, context, rows, out=None)`` -> the (n, V) logits of ``rows`` (a slice);
+- ``backward_rows(params, grad_logits, context, rows)`` -> those rows' gradient contributions.
 
 A *state* is the previous token id in ``[0, V)`` or the begin-of-response state ``V``.
 
@@ -16,7 +24,8 @@ A *state* is the previous token id in ``[0, V)`` or the begin-of-response state 
 
 ``DenseFeatures`` (width d):
     fixed random embeddings ``h = E_prompt[x] + E_state[s]`` (not trained) feed a trainable
-    output layer: ``logits = h @ weight``; backward ``d weight = h.T @ grad_logits``.
+    output layer: ``logits = h @ weight``; backward ``d weight = h.T @ grad_logits``. ``h``
+    is computed once per batch and serves the forward and the backward pass.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import scatter_add
+from .backend import matmul, scatter_add
 
 
 class OneHotFeatures:
@@ -55,6 +64,26 @@ class OneHotFeatures:
             "prompt": scatter_add(grad_logits, prompts, self.num_prompts),
             "prev": scatter_add(grad_logits, states, self.vocab_size + 1),
         }
+
+    # -- by blocks of rows (the training step) -------------------------------------------
+
+    def context(self, xp: Any, params: dict, prompts: Any, states: Any) -> tuple[Any, Any]:
+        """The ids themselves: a table lookup needs nothing else."""
+        return prompts, states
+
+    def logits_rows(
+        self, xp: Any, params: dict, context: tuple[Any, Any], rows: slice, out: Any = None
+    ) -> Any:
+        """(n, V) logits of ``rows`` (``out`` is not used: the sum of two gathers is new)."""
+        prompts, states = context
+        return self.logits(xp, params, prompts[rows], states[rows])
+
+    def backward_rows(
+        self, xp: Any, params: dict, grad_logits: Any, context: tuple[Any, Any], rows: slice
+    ) -> dict:
+        """The gradient contributions of ``rows`` (grad_logits holds those rows only)."""
+        prompts, states = context
+        return self.backward(xp, params, grad_logits, prompts[rows], states[rows])
 
 
 class DenseFeatures:
@@ -104,3 +133,19 @@ class DenseFeatures:
     def backward(self, xp: Any, params: dict, grad_logits: Any, prompts: Any, states: Any) -> dict:
         """d weight = hidden.T @ grad_logits, shape (d, V)."""
         return {"weight": self.hidden(xp, params, prompts, states).T @ grad_logits}
+
+    # -- by blocks of rows (the training step) -------------------------------------------
+
+    def context(self, xp: Any, params: dict, prompts: Any, states: Any) -> Any:
+        """The hidden vectors h, shape (N, d), computed once for the whole batch."""
+        return self.hidden(xp, params, prompts, states)
+
+    def logits_rows(self, xp: Any, params: dict, context: Any, rows: slice, out: Any = None) -> Any:
+        """(n, V) = h[rows] @ weight, written into ``out`` (n, V) when the backend can."""
+        return matmul(context[rows, :], params["weight"], out=out)
+
+    def backward_rows(
+        self, xp: Any, params: dict, grad_logits: Any, context: Any, rows: slice
+    ) -> dict:
+        """d weight contribution of ``rows``: h[rows].T @ grad_logits, shape (d, V)."""
+        return {"weight": context[rows, :].T @ grad_logits}

@@ -29,11 +29,23 @@ its parameters and the bias gradient is its sum over all tokens.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .backend import array_namespace, get_namespace, log_softmax, resolve_dtype, softmax, to_numpy
+from .backend import (
+    array_namespace,
+    column_sums,
+    get_namespace,
+    is_numpy,
+    log_softmax,
+    log_softmax_at,
+    resolve_dtype,
+    rows_per_chunk,
+    softmax,
+    softmax_grad,
+    to_numpy,
+)
 from .features import DenseFeatures, OneHotFeatures
 
 __all__ = ["SoftmaxPolicy"]
@@ -92,9 +104,10 @@ class SoftmaxPolicy:
                 raise ValueError(f"eos_token: expected an id in [0, {vocab_size}); got {eos_token}")
             eos_token = int(eos_token)
         self.eos_token = eos_token
-        self.seed = seed
+        self.seed = _seed(seed, "seed")
+        self.xp = get_namespace(backend)  # refuses what is not a backend, naming the argument
         self.backend = backend if isinstance(backend, str) else backend.__name__
-        self.xp = get_namespace(backend)
+        init_std = _finite_nonnegative(init_std, "init_std")
         self.dtype = resolve_dtype(self.xp, dtype)
         self.frozen = False
         rng = np.random.default_rng(seed)
@@ -122,6 +135,11 @@ class SoftmaxPolicy:
         return self.vocab_size
 
     @property
+    def dtype_name(self) -> str:
+        """``"float32"`` or ``"float64"``."""
+        return "float32" if "float32" in str(self.dtype) else "float64"
+
+    @property
     def feature_spec(self) -> str | int:
         """``"onehot"`` or the embedding width d, as passed to the constructor."""
         return "onehot" if self.features.kind == "onehot" else self.features.width
@@ -135,7 +153,7 @@ class SoftmaxPolicy:
         return (
             f"SoftmaxPolicy(vocab_size={self.vocab_size}, num_prompts={self.num_prompts}, "
             f"features={self.feature_spec!r}, backend={self.backend!r}, "
-            f"dtype={str(self.dtype).rsplit('.', 1)[-1]!r}, eos_token={self.eos_token}, "
+            f"dtype={self.dtype_name!r}, eos_token={self.eos_token}, "
             f"parameters={self.num_parameters})"
         )
 
@@ -175,22 +193,32 @@ class SoftmaxPolicy:
         prompts : int array, shape (B,)
         responses : int array, shape (B, T), padded with -1 after each response's end
         return_cache : bool
-            Also return what the backward pass needs (the token probabilities), so that
+            Also return what the backward pass needs (the token probabilities, and the
+            flattened batch with its hidden vectors), so that
             :meth:`sequence_logps_backward` does not recompute the forward pass.
 
         Returns
         -------
         array, shape (B,)  (and the cache when ``return_cache``)
+
+        Notes
+        -----
+        With N = B*T flattened positions, the logits of a block of positions are computed,
+        turned into the target log-probabilities by :func:`~minikto.backend.log_softmax_at`
+        and dropped before the next block: no (N, V) array is kept unless the cache asks
+        for the probabilities.
         """
         xp = self.xp
-        prompts, responses = self._check_batch(prompts, responses)
-        flat_prompts, states, targets, mask = self._flatten(prompts, responses)
-        logp = log_softmax(self._logits(flat_prompts, states), axis=-1)  # (B*T, V)
-        token_logp = xp.squeeze(xp.take_along_axis(logp, targets[:, None], axis=1), axis=1)
-        batch, length = responses.shape
-        out = xp.sum(xp.reshape(token_logp * mask, (batch, length)), axis=1)
+        batch = self._batch(prompts, responses)
+        token_logp, probs, context = self._forward(batch, keep_probs=return_cache)
+        if batch.mask is not None:
+            token_logp = token_logp * batch.mask
+        rows, length = batch.shape
+        out = token_logp  # T = 1: one token per response
+        if length > 1:
+            out = xp.sum(xp.reshape(token_logp, (rows, length)), axis=1)
         if return_cache:
-            return out, _Cache(prompts, responses, xp.exp(logp))
+            return out, _Cache(batch, probs, context, source=(prompts, responses))
         return out
 
     def sequence_logps_backward(
@@ -206,7 +234,8 @@ class SoftmaxPolicy:
             The upstream gradient ``dLoss / d log pi(y_b | x_b)``.
         cache : optional
             The cache returned by ``sequence_logps(..., return_cache=True)`` for the same
-            batch; without it the forward pass is recomputed.
+            batch; without it the forward pass is recomputed. The cache is only read, so it
+            may serve several backward passes.
 
         Returns
         -------
@@ -217,50 +246,156 @@ class SoftmaxPolicy:
         -----
         ``d logits[b, t] = grad_logps[b] * mask[b, t] * (onehot(y_bt) - softmax(logits[b, t]))``
         (see the module docstring), then the feature map's backward and
-        ``d bias = sum_{b,t} d logits[b, t]``.
+        ``d bias = sum_{b,t} d logits[b, t]``. Both are sums over positions, so they are
+        accumulated block of positions by block of positions.
         """
         xp = self.xp
-        prompts, responses = self._check_batch(prompts, responses)
-        batch, length = responses.shape
-        if not hasattr(grad_logps, "shape") or tuple(grad_logps.shape) != (batch,):
+        if cache is not None and cache.serves(prompts, responses):
+            batch = cache.batch  # the very arrays of the forward pass: checked there
+        else:
+            batch = self._batch(prompts, responses)
+        rows, length = batch.shape
+        if not hasattr(grad_logps, "shape") or tuple(grad_logps.shape) != (rows,):
             raise ValueError(
-                f"grad_logps: expected shape ({batch},); "
+                f"grad_logps: expected shape ({rows},); "
                 f"got {getattr(grad_logps, 'shape', grad_logps)!r}"
             )
-        flat_prompts, states, targets, mask = self._flatten(prompts, responses)
+        if array_namespace(grad_logps) is not xp:
+            raise TypeError(
+                f"grad_logps: expected an array of the policy's backend ({self.backend}); "
+                f"got {type(grad_logps).__module__}.{type(grad_logps).__name__}"
+            )
+        if not bool(xp.all(xp.isfinite(grad_logps))):
+            bad = int(xp.sum(xp.astype(~xp.isfinite(grad_logps), xp.int64)))
+            raise ValueError(f"grad_logps: expected finite values; got {bad} that are not")
+        n = rows * length
         if cache is not None:
-            if tuple(cache.probs.shape) != (batch * length, self.vocab_size):
+            if tuple(cache.probs.shape) != (n, self.vocab_size):
                 raise ValueError(
                     f"cache: expected the cache of this batch, probs of shape "
-                    f"({batch * length}, {self.vocab_size}); got {tuple(cache.probs.shape)}"
+                    f"({n}, {self.vocab_size}); got {tuple(cache.probs.shape)}"
                 )
             probs = cache.probs
+            context = cache.context if cache.batch is batch else None
         else:
-            probs = softmax(self._logits(flat_prompts, states), axis=-1)
-        weight = (
+            _, probs, context = self._forward(batch, keep_probs=True)
+        if context is None:
+            context = self.features.context(xp, self.params, batch.prompts, batch.states)
+        weight = (  # (N,): g_b at every position of response b, 0 at padding
             xp.reshape(
-                xp.broadcast_to(xp.astype(grad_logps, self.dtype)[:, None], (batch, length)), (-1,)
+                xp.broadcast_to(xp.astype(grad_logps, self.dtype)[:, None], (rows, length)), (-1,)
             )
-            * mask
-        )  # (B*T,)
-        vocab = xp.arange(self.vocab_size, dtype=targets.dtype)
-        onehot = xp.astype(targets[:, None] == vocab[None, :], self.dtype)
-        grad_logits = weight[:, None] * (onehot - probs)  # (B*T, V)
-        grads = self.features.backward(xp, self.params, grad_logits, flat_prompts, states)
-        grads["bias"] = xp.sum(grad_logits, axis=0)
+        )
+        if batch.mask is not None:
+            weight = weight * batch.mask
+
+        # d logits = weight * (onehot(y) - p) for a block of positions at a time; the feature
+        # map's backward and the bias (a sum over positions) add up the blocks' contributions.
+        step = self._rows_per_block(n, backward=True)
+        buffer = None if step >= n else xp.empty((step, self.vocab_size), dtype=self.dtype)
+        grads: dict[str, Any] = {}
+        bias = None
+        for start in range(0, n, step):
+            block = slice(start, min(start + step, n))
+            out = None if buffer is None else buffer[: block.stop - block.start, :]
+            grad_logits = softmax_grad(
+                probs[block, :], batch.targets[block], weight[block], out=out
+            )
+            part = self.features.backward_rows(xp, self.params, grad_logits, context, block)
+            for name, value in part.items():  # first block: take it; then add in place
+                if name in grads:
+                    grads[name] += value
+                else:
+                    grads[name] = value
+            block_bias = column_sums(grad_logits)  # d bias = sum of d logits over positions
+            if bias is None:
+                bias = block_bias
+            else:
+                bias += block_bias
+        grads["bias"] = bias
         return grads
+
+    def _forward(self, batch: _Batch, *, keep_probs: bool) -> tuple[Any, Any, Any]:
+        """Target log-probs (N,), the probabilities (N, V) when ``keep_probs``, the context.
+
+        The N positions are processed in blocks of :meth:`_rows_per_block` rows: logits of
+        the block (feature map + bias), then :func:`~minikto.backend.log_softmax_at`, in
+        place. With the probabilities kept, each block is computed directly inside the
+        (N, V) array that the cache will hold; otherwise one block-sized buffer serves
+        every block.
+        """
+        xp = self.xp
+        n = batch.targets.shape[0]
+        context = self.features.context(xp, self.params, batch.prompts, batch.states)
+        bias = self.params["bias"]
+        step = self._rows_per_block(n)
+        if step >= n:  # one block: small batches, GPUs and the portable path
+            logits = self.features.logits_rows(xp, self.params, context, slice(0, n))
+            logits += bias
+            picked, probs = log_softmax_at(
+                logits, batch.targets, return_probs=keep_probs, overwrite=True
+            )
+            return picked, probs, context
+        probs = xp.empty((n, self.vocab_size), dtype=self.dtype) if keep_probs else None
+        buffer = None if keep_probs else xp.empty((step, self.vocab_size), dtype=self.dtype)
+        pieces = []
+        for start in range(0, n, step):
+            block = slice(start, min(start + step, n))
+            out = probs[block, :] if keep_probs else buffer[: block.stop - block.start, :]
+            logits = self.features.logits_rows(xp, self.params, context, block, out=out)
+            logits += bias
+            picked, block_probs = log_softmax_at(
+                logits, batch.targets[block], return_probs=keep_probs, overwrite=True
+            )
+            if keep_probs and block_probs is not out:
+                probs[block, :] = block_probs
+            pieces.append(picked)
+        return xp.concat(pieces), probs, context
+
+    def _rows_per_block(self, n: int, *, backward: bool = False) -> int:
+        """Positions per block: all of them unless the backend asks for cache-sized blocks.
+
+        The backward pass takes blocks up to four times larger (each block adds one
+        ``h.T @ G`` product into the gradient: fewer, larger products), but never more than
+        half of the positions: a block buffer as large as the (N, V) cache cannot be
+        recycled by the allocator and is mapped afresh, page by page, at every step.
+        """
+        itemsize = 4 if self.dtype == self.xp.float32 else 8
+        step = rows_per_chunk(self.xp, self.vocab_size * itemsize)
+        if step is None:
+            return n
+        return max(step, min(4 * step, n // 2)) if backward else step
+
+    def _batch(self, prompts: Any, responses: Any) -> _Batch:
+        """Check a batch and flatten it to N = B*T positions (see :class:`_Batch`)."""
+        xp = self.xp
+        prompts, responses, padded = self._checked_batch(prompts, responses)
+        batch, length = responses.shape
+        targets = responses
+        if padded:
+            targets = xp.where(responses >= 0, responses, xp.zeros_like(responses))
+        states = xp.full((batch, 1), self.bos_state, dtype=responses.dtype)
+        if length > 1:
+            states = xp.concat([states, targets[:, :-1]], axis=1)
+        flat_prompts = prompts
+        if length > 1:
+            flat_prompts = xp.reshape(xp.broadcast_to(prompts[:, None], (batch, length)), (-1,))
+        mask = xp.astype(xp.reshape(responses >= 0, (-1,)), self.dtype) if padded else None
+        return _Batch(
+            prompts=flat_prompts,
+            states=xp.reshape(states, (-1,)),
+            targets=xp.reshape(targets, (-1,)),
+            mask=mask,
+            shape=(batch, length),
+        )
 
     def _flatten(self, prompts: Any, responses: Any) -> tuple[Any, Any, Any, Any]:
         """Flat (B*T,) prompt ids, previous-token states, targets (padding -> 0) and mask."""
-        xp = self.xp
-        batch, length = responses.shape
-        real = responses >= 0
-        targets = xp.where(real, responses, xp.zeros_like(responses))
-        bos = xp.full((batch, 1), self.bos_state, dtype=responses.dtype)
-        states = xp.concat([bos, targets[:, :-1]], axis=1)
-        flat_prompts = xp.reshape(xp.broadcast_to(prompts[:, None], (batch, length)), (-1,))
-        mask = xp.astype(xp.reshape(real, (-1,)), self.dtype)
-        return flat_prompts, xp.reshape(states, (-1,)), xp.reshape(targets, (-1,)), mask
+        batch = self._batch(prompts, responses)
+        mask = batch.mask
+        if mask is None:
+            mask = self.xp.ones(batch.targets.shape, dtype=self.dtype)
+        return batch.prompts, batch.states, batch.targets, mask
 
     # --------------------------------------------------------------------------------------
     # Sampling, copies, flat parameter vectors
@@ -284,7 +419,8 @@ class SoftmaxPolicy:
         prompts = self._ids(prompts, "prompts", self.num_prompts, ndim=1)
         length = _positive_int(length, "length")
         uniforms = xp.asarray(
-            np.random.default_rng(seed).random((length, prompts.shape[0])), dtype=self.dtype
+            np.random.default_rng(_seed(seed, "seed")).random((length, prompts.shape[0])),
+            dtype=self.dtype,
         )
         state = xp.full(prompts.shape, self.bos_state, dtype=prompts.dtype)
         ended = xp.zeros(prompts.shape, dtype=xp.bool)
@@ -350,8 +486,15 @@ class SoftmaxPolicy:
     # Validation
 
     def _ids(self, ids: Any, name: str, upper: int, *, ndim: int) -> Any:
+        return self._ids_and_min(ids, name, upper, ndim=ndim)[0]
+
+    def _ids_and_min(self, ids: Any, name: str, upper: int, *, ndim: int) -> tuple[Any, int]:
+        """Checked int64 ids of the backend, and their smallest value (-1: padding)."""
         xp = self.xp
-        if isinstance(ids, (list, tuple, np.ndarray, np.generic)):
+        native = type(ids) is np.ndarray and is_numpy(xp)  # already an array of the backend
+        if native:
+            pass
+        elif isinstance(ids, (list, tuple, np.ndarray, np.generic)):
             ids = xp.asarray(np.asarray(ids))
         elif not hasattr(ids, "dtype"):
             raise TypeError(f"{name}: expected an integer array; got {type(ids).__name__}")
@@ -364,20 +507,36 @@ class SoftmaxPolicy:
             raise ValueError(f"{name}: expected a {ndim}-d array; got shape {tuple(ids.shape)}")
         if ids.shape[0] == 0:
             raise ValueError(f"{name}: expected a non-empty batch; got shape {tuple(ids.shape)}")
-        if not xp.isdtype(ids.dtype, "integral"):
+        if any(size == 0 for size in ids.shape):  # (B, 0): no ids to check; refused later
+            return ids, 0
+        integral = ids.dtype.kind in "iu" if native else xp.isdtype(ids.dtype, "integral")
+        if not integral:
             raise TypeError(f"{name}: expected integer ids; got dtype {ids.dtype}")
-        ids = xp.astype(ids, xp.int64)
+        if ids.dtype != xp.int64:
+            ids = xp.astype(ids, xp.int64)
+            native = False
         low, high = (-1 if name == "responses" else 0), upper
-        if bool(xp.any(ids < low)) or bool(xp.any(ids >= high)):
-            bad = int(xp.min(ids)) if bool(xp.any(ids < low)) else int(xp.max(ids))
+        if native:  # the same reductions, without the namespace's wrappers
+            smallest, largest = int(ids.min()), int(ids.max())
+        else:
+            smallest, largest = int(xp.min(ids)), int(xp.max(ids))
+        if smallest < low or largest >= high:
+            bad = smallest if smallest < low else largest
             extra = " (or -1 for padding)" if name == "responses" else ""
             raise ValueError(f"{name}: expected ids in [0, {high}){extra}; got {bad}")
-        return ids
+        return ids, smallest
 
     def _check_batch(self, prompts: Any, responses: Any) -> tuple[Any, Any]:
+        """The checked (B,) prompts and (B, T) responses as int64 arrays of the backend."""
+        prompts, responses, _ = self._checked_batch(prompts, responses)
+        return prompts, responses
+
+    def _checked_batch(self, prompts: Any, responses: Any) -> tuple[Any, Any, bool]:
+        """As :meth:`_check_batch`, and whether any response is padded."""
         xp = self.xp
         prompts = self._ids(prompts, "prompts", self.num_prompts, ndim=1)
-        responses = self._ids(responses, "responses", self.vocab_size, ndim=2)
+        responses, smallest = self._ids_and_min(responses, "responses", self.vocab_size, ndim=2)
+        padded = smallest < 0
         if responses.shape[0] != prompts.shape[0]:
             raise ValueError(
                 f"responses: expected {prompts.shape[0]} rows, one per prompt; "
@@ -385,6 +544,8 @@ class SoftmaxPolicy:
             )
         if responses.shape[1] == 0:
             raise ValueError("responses: expected at least one position (T >= 1); got T = 0")
+        if self.eos_token is None and not padded:
+            return prompts, responses, padded  # no padding, no end token: nothing to check
         pad = responses < 0
         if bool(xp.any(pad[:, 0])):
             row = int(xp.argmax(xp.astype(pad[:, 0], xp.int8)))
@@ -407,16 +568,55 @@ class SoftmaxPolicy:
                     f"responses: expected nothing but -1 after the end token {self.eos_token}; "
                     f"row {row} continues after it"
                 )
-        return prompts, responses
+        return prompts, responses, padded
+
+
+class _Batch(NamedTuple):
+    """A checked batch flattened to N = B*T positions (row-major: position b*T + t)."""
+
+    prompts: Any  #: (N,) the prompt id of each position
+    states: Any  #: (N,) the previous token, or BOS = V at t = 0
+    targets: Any  #: (N,) the token to score (0 at padding)
+    mask: Any  #: (N,) 1.0 at real tokens, 0.0 at padding; None when nothing is padded
+    shape: tuple[int, int]  #: (B, T)
 
 
 class _Cache:
-    """What the backward pass reuses from the forward pass: the token probabilities."""
+    """What the backward pass reuses from the forward pass.
 
-    def __init__(self, prompts: Any, responses: Any, probs: Any) -> None:
-        self.prompts = prompts
-        self.responses = responses
-        self.probs = probs  # (B*T, V)
+    The token probabilities (N, V), the flattened batch and the feature map's context (the
+    hidden vectors of the embeddings), and the two arrays the forward pass was called with:
+    a backward pass called with those very arrays skips checking and flattening them again.
+    """
+
+    def __init__(self, batch: _Batch, probs: Any, context: Any, source: tuple) -> None:
+        self.batch = batch
+        self.probs = probs  # (N, V)
+        self.context = context
+        self._source = source
+
+    def serves(self, prompts: Any, responses: Any) -> bool:
+        """True when called with the same array objects as the forward pass."""
+        return prompts is self._source[0] and responses is self._source[1]
+
+
+def _seed(value: Any, name: str) -> int | None:
+    """A seed for ``np.random.default_rng``: None or an int >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise (ValueError if isinstance(value, (int, np.integer)) else TypeError)(
+            f"{name}: expected None or an int >= 0; got {value!r}"
+        )
+    return int(value)
+
+
+def _finite_nonnegative(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a finite number >= 0; got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0; got {value!r}")
+    return float(value)
 
 
 def _positive_int(value: Any, name: str) -> int:

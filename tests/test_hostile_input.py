@@ -6,9 +6,8 @@ that proves it (this file, ``tests/test_errors.py``, ``tests/test_jsonl.py``,
 ``tests/test_losses.py``, ``tests/test_feedback.py``, ``tests/test_toy.py``,
 ``tests/test_train.py``).
 
-Tests marked ``xfail(strict=True)`` pin a defect that was found here in a module this work
-does not own and reported to the lead with a reproducer; when it is fixed the test starts to
-pass, the strict marker turns that into a failure, and the marker should be removed.
+Some tests here first ran as ``xfail(strict=True)``: each pinned a defect these tests found
+(in the policy's checks and the command line); the defects are fixed and the markers gone.
 """
 
 from __future__ import annotations
@@ -536,7 +535,6 @@ def test_the_policy_constructor_refuses_bad_arguments_naming_them(kwargs, error,
         SoftmaxPolicy(**{"vocab_size": 5, "num_prompts": 2, **kwargs})
 
 
-@pytest.mark.xfail(strict=True, reason="defect in policy.py, reported to the lead")
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [(dict(backend=3), "backend: expected"),  # AttributeError: 'int' has no '__name__'
@@ -559,7 +557,6 @@ def test_policy_queries_refuse_shapes_that_do_not_fit_and_accept_any_integer_wid
     np.testing.assert_array_equal(narrow, wide)
 
 
-@pytest.mark.xfail(strict=True, reason="regression in policy.py, reported to the lead")
 def test_responses_without_a_single_position_are_refused_naming_them():
     # policy.py takes the min of the ids before its T >= 1 check: NumPy's "zero-size array"
     policy = SoftmaxPolicy(5, 2, eos_token=0)
@@ -593,7 +590,6 @@ def test_sample_refuses_bad_prompts_and_lengths_naming_them(prompts, length, err
         policy.sample(prompts if isinstance(prompts, str) else np.asarray(prompts), length)
 
 
-@pytest.mark.xfail(strict=True, reason="defect in policy.py, reported to the lead")
 @pytest.mark.parametrize("seed", [-1, "x"])
 def test_sample_names_a_bad_seed(seed):
     with pytest.raises((TypeError, ValueError), match="seed: expected"):
@@ -614,7 +610,6 @@ def test_the_backward_pass_refuses_an_upstream_gradient_or_cache_that_does_not_f
         policy.set_flat(np.zeros(3))
 
 
-@pytest.mark.xfail(strict=True, reason="defect in policy.py, reported to the lead")
 @pytest.mark.parametrize("kind", ["another backend", "NaN"])
 def test_the_backward_pass_refuses_an_upstream_gradient_of_another_backend_or_nan(kind):
     policy = SoftmaxPolicy(5, 2, eos_token=0)

@@ -6,8 +6,7 @@ print ``correct``. The blocks use only names the notebook has defined by then (`
 ``balanced_desirable_weight``...). Try the exercises before reading on.
 """
 
-from minikto import kl_estimate
-from minikto import balanced_desirable_weight
+from minikto import balanced_desirable_weight, kl_estimate
 
 # %% exercise-1
 # Prediction: "zero". Matching the pairs does not change the SIGN of the estimate. The batch's

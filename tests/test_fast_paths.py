@@ -1,0 +1,140 @@
+"""The fast paths of a training step compute the same numbers as the plain math.
+
+NumPy (and CuPy) take native bodies in :mod:`minikto.backend` (in-place softmax, no one-hot
+matrix, BLAS sums, scatter by one-hot product or flat ``add.at``) and the policy processes
+large batches in blocks of rows. Each test here pins one of those paths to the portable
+path, which ``array_api_strict`` always takes and the finite-difference tests prove.
+"""
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+from minikto import SoftmaxPolicy
+from minikto import backend as B
+from minikto.backend import to_numpy
+from minikto.objective import kto_objective
+
+STRICT = B.get_namespace("array_api_strict")
+
+
+def _both(x):
+    """The same values as a NumPy array and as an array_api_strict array."""
+    return np.asarray(x), STRICT.asarray(np.asarray(x))
+
+
+@pytest.mark.parametrize("width", [11, B.SHORT_ROWS + 36])  # both ways to take row maxima
+def test_log_softmax_at_native_body_equals_the_portable_body(width):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(7, width)) * 30.0
+    targets = rng.integers(0, width, size=7)
+    (ln, ls), (tn, ts) = _both(logits), _both(targets)
+    picked_n, probs_n = B.log_softmax_at(ln, tn, return_probs=True)
+    picked_s, probs_s = B.log_softmax_at(ls, ts, return_probs=True)
+    assert_close(picked_n, picked_s)
+    assert_close(probs_n, probs_s)
+    peak = logits.max(1)
+    expected = logits[np.arange(7), targets] - peak - np.log(np.exp(logits - peak[:, None]).sum(1))
+    assert_close(picked_n, expected, rtol=1e-12)
+    np.testing.assert_array_equal(ln, logits)  # overwrite=False leaves the logits alone
+
+
+def test_log_softmax_at_overwrite_reuses_the_logits_memory_for_the_probabilities():
+    logits = np.random.default_rng(1).normal(size=(5, 9))
+    expected = B.softmax(logits.copy())
+    _, probs = B.log_softmax_at(
+        logits, np.zeros(5, dtype=np.int64), return_probs=True, overwrite=True
+    )
+    assert probs is logits or np.shares_memory(probs, logits)
+    assert_close(probs, expected)
+
+
+def test_softmax_grad_native_body_equals_the_one_hot_formula():
+    rng = np.random.default_rng(2)
+    probs = B.softmax(rng.normal(size=(6, 5)))
+    targets = rng.integers(0, 5, size=6)
+    weight = rng.normal(size=6)
+    native = B.softmax_grad(probs, targets, weight)
+    portable = B.softmax_grad(*(_both(a)[1] for a in (probs, targets, weight)))
+    onehot = np.eye(5)[targets]
+    assert_close(native, weight[:, None] * (onehot - probs), rtol=1e-15, atol=1e-16)
+    assert_close(portable, native, rtol=1e-15, atol=1e-16)
+    out = np.empty_like(probs)
+    assert B.softmax_grad(probs, targets, weight, out=out) is out
+
+
+def test_blas_row_and_column_sums_equal_plain_sums():
+    x = np.random.default_rng(3).normal(size=(13, 8))
+    assert_close(B.row_sums(x), x.sum(axis=1), rtol=1e-13)
+    assert_close(B.column_sums(x), x.sum(axis=0), rtol=1e-13)
+    assert_close(B.row_sums(STRICT.asarray(x)), x.sum(axis=1), rtol=1e-13)
+
+
+@pytest.mark.parametrize("num_rows", [5, B.ONEHOT_SCATTER_ROWS + 7])
+def test_both_native_scatter_paths_equal_the_portable_one_hot_product(num_rows):
+    rng = np.random.default_rng(4)
+    index = rng.integers(0, num_rows, size=300)
+    values = rng.normal(size=(300, 6))
+    native = B.scatter_add(values, index, num_rows)
+    portable = B.scatter_add(STRICT.asarray(values), STRICT.asarray(index), num_rows)
+    assert native.shape == (num_rows, 6)
+    assert_close(native, portable)
+
+
+def _batch(policy, batch=20, length=5):
+    rng = np.random.default_rng(5)
+    prompts = rng.integers(0, policy.num_prompts, size=batch)
+    responses = to_numpy(policy.sample(prompts, length, seed=6))  # padded after eos
+    return prompts, responses
+
+
+@pytest.mark.parametrize("features", ["onehot", 4])
+def test_blocked_forward_and_backward_equal_the_one_block_pass(features, monkeypatch):
+    policy = SoftmaxPolicy(7, 3, features=features, eos_token=0, seed=3, init_std=1.0)
+    prompts, responses = _batch(policy)
+    assert np.any(responses < 0), "the batch should contain padding"
+    g = np.random.default_rng(7).normal(size=prompts.shape[0])
+    whole_logps = policy.sequence_logps(prompts, responses)
+    whole = policy.sequence_logps_backward(prompts, responses, g)
+
+    monkeypatch.setattr(B, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(B, "MIN_CHUNK_ROWS", 8)  # 100 positions: 13 blocks of 8 rows
+    assert policy._rows_per_block(100) == 8
+    logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
+    assert_close(logps, whole_logps)
+    for grads in (
+        policy.sequence_logps_backward(prompts, responses, g, cache=cache),
+        policy.sequence_logps_backward(prompts, responses, g),
+    ):
+        assert set(grads) == set(whole)
+        for k in whole:
+            assert_close(grads[k], whole[k])
+
+
+def test_a_cache_is_only_read_so_it_serves_two_backward_passes():
+    policy = SoftmaxPolicy(9, 2, features=3, eos_token=1, seed=4)
+    prompts, responses = _batch(policy)
+    _, cache = policy.sequence_logps(prompts, responses, return_cache=True)
+    g = np.linspace(-1.0, 1.0, prompts.shape[0])
+    first = policy.sequence_logps_backward(prompts, responses, g, cache=cache)
+    second = policy.sequence_logps_backward(prompts, responses, 2 * g, cache=cache)
+    # a cache passed with equal arrays that are other objects is used the same way
+    third = policy.sequence_logps_backward(prompts.copy(), responses.copy(), g, cache=cache)
+    for k in first:
+        assert_close(second[k], 2 * first[k], rtol=1e-13, atol=1e-15)
+        assert_close(third[k], first[k], rtol=1e-15, atol=1e-16)
+
+
+@pytest.mark.parametrize("features", ["onehot", 8])
+def test_float32_policies_compute_in_float32_throughout(features):
+    policy = SoftmaxPolicy(6, 3, features=features, dtype="float32", eos_token=0, seed=1)
+    reference = policy.copy()
+    prompts, responses = _batch(policy)
+    desirable = np.arange(prompts.shape[0]) % 2 == 0
+    out = kto_objective(policy, reference, prompts, responses, desirable)
+    assert out.policy_logps.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in out.grads.values())
+    reference64 = policy.to("numpy", "float64")
+    out64 = kto_objective(reference64, reference64.copy(), prompts, responses, desirable)
+    for k in out.grads:
+        assert_close(out.grads[k], out64.grads[k], rtol=2e-4, atol=1e-6)
