@@ -36,6 +36,20 @@ class ExactEvaluator:
     """
 
     def __init__(self, task: Any, reference: Any, *, threshold: float = 0.0) -> None:
+        needed = ("vocab_size", "num_prompts", "max_length", "eos_token", "utility", "decode")
+        missing = [name for name in needed if not hasattr(task, name)]
+        if missing:
+            raise TypeError(
+                f"task: expected a ToyTask (with {', '.join(needed)}); got "
+                f"{type(task).__name__}, which lacks {', '.join(missing)}"
+            )
+        if (getattr(reference, "vocab_size", None), getattr(reference, "num_prompts", None),
+                getattr(reference, "eos_token", None)) != (
+                task.vocab_size, task.num_prompts, task.eos_token):
+            raise ValueError(
+                f"reference: expected a policy of the task (V={task.vocab_size}, "
+                f"P={task.num_prompts}, eos={task.eos_token}); got {reference!r}"
+            )
         self.task = task
         self.reference = reference
         self.space = response_space(task.vocab_size, task.max_length, task.eos_token)  # (N, T)

@@ -22,6 +22,7 @@ run (the checkpoint holds the parameters, the optimizer state, the step and the 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -349,6 +350,8 @@ def _prepare_run_dir(out_dir: str | Path | None, *, overwrite: bool, resume: boo
         if resume:
             raise ValueError("out_dir: resume=True needs the run directory to resume from")
         return None
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir: expected a directory path (str or Path); got {out_dir!r}")
     run_dir = Path(out_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"out_dir: expected a directory; {run_dir} is a file")

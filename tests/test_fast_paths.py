@@ -138,3 +138,25 @@ def test_float32_policies_compute_in_float32_throughout(features):
     out64 = kto_objective(reference64, reference64.copy(), prompts, responses, desirable)
     for k in out.grads:
         assert_close(out.grads[k], out64.grads[k], rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("features", ["onehot", 5])
+@pytest.mark.parametrize("xp_name", ["numpy", "array_api_strict"])
+def test_the_readable_whole_batch_feature_map_equals_its_block_form(features, xp_name):
+    """``logits``/``backward`` (the form a reader checks against the math) and
+    ``logits_rows``/``backward_rows`` (the form the policy runs) give the same numbers."""
+    policy = SoftmaxPolicy(6, 3, features=features, seed=2, init_std=1.0, backend=xp_name)
+    xp, fmap = policy.xp, policy.features
+    rng = np.random.default_rng(0)
+    prompts = xp.asarray(rng.integers(0, 3, 10))
+    states = xp.asarray(rng.integers(0, 7, 10))  # 6 is the begin-of-response state
+    grad_logits = xp.asarray(rng.normal(size=(10, 6)))
+    whole_logits = fmap.logits(xp, policy.params, prompts, states)
+    whole_grads = fmap.backward(xp, policy.params, grad_logits, prompts, states)
+    context = fmap.context(xp, policy.params, prompts, states)
+    blocks = [slice(0, 4), slice(4, 10)]
+    block_logits = xp.concat([fmap.logits_rows(xp, policy.params, context, b) for b in blocks])
+    assert_close(block_logits, whole_logits, rtol=1e-13, atol=1e-13)
+    parts = [fmap.backward_rows(xp, policy.params, grad_logits[b, :], context, b) for b in blocks]
+    for name, value in whole_grads.items():
+        assert_close(parts[0][name] + parts[1][name], value, rtol=1e-13, atol=1e-13)

@@ -24,7 +24,7 @@ from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minikto import SoftmaxPolicy
+from minikto import ExactEvaluator, SoftmaxPolicy
 from minikto.atomic import atomic_write
 from minikto.backend import get_namespace
 from minikto.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -954,3 +954,18 @@ def test_every_test_the_catalogue_names_exists():
         if not re.search(rf"^def {name}\(", source, flags=re.MULTILINE):
             missing.append(f"{short}::{name}")
     assert not missing, missing
+
+
+def test_exact_evaluation_refuses_a_task_or_reference_that_does_not_fit():
+    task = default_task()
+    with pytest.raises(TypeError, match="task: expected a ToyTask .* got NoneType"):
+        ExactEvaluator(None, task.base_policy())
+    with pytest.raises(ValueError, match=r"reference: expected a policy of the task \(V=12"):
+        ExactEvaluator(task, SoftmaxPolicy(3, 2))
+
+
+def test_train_names_an_out_dir_that_is_not_a_path():
+    task = default_task()
+    data = sample_unpaired(task, 50, seed=0)
+    with pytest.raises(TypeError, match="out_dir: expected a directory path"):
+        train(task, data, KTOConfig(max_steps=1, desirable_weight=2.5), out_dir=123)
