@@ -1,6 +1,6 @@
 """Time one full KTO training step: minikto's hand-written gradients against PyTorch autograd.
 
-One step, as ``minikto.train`` runs it with ``z0="batch"``: the policy's log-probs of the
+One step, as ``minikto.training.train`` runs it with ``z0="batch"``: the policy's log-probs of the
 matched pairs (kept for the backward), the policy's and the reference's log-probs of the
 mismatched pairs (x_i with y_{i-1}) for the batch estimate of z0, the KTO loss, and the
 gradient of every trainable parameter. The reference log-probs of the matched pairs are
@@ -8,7 +8,7 @@ computed once before training, as ``train`` does, and are not part of the step.
 
 Three ways to write that step, timed in the same run, round-robin, on the same data:
 
-(a) ``train``     - ``minikto.step.unpaired_step`` (which calls ``kto_objective``);
+(a) ``train``     - ``minikto.training.step.unpaired_step`` (which calls ``kto_objective``);
 (b) ``by hand``   - composed from the public pieces as a learner would write it:
                     ``sequence_logps`` (with ``return_cache=True`` on the matched pairs, so
                     the backward reuses the probabilities instead of paying the forward
@@ -50,11 +50,11 @@ import numpy as np
 
 from minikto import SoftmaxPolicy
 from minikto.backend import to_numpy
-from minikto.config import KTOConfig
 from minikto.gradcheck import gradcheck
 from minikto.kto import kl_estimate, kto_loss, mismatched_indices
 from minikto.objective import FlatObjective
-from minikto.step import unpaired_step
+from minikto.training.config import KTOConfig
+from minikto.training.step import unpaired_step
 
 BETA = 0.1
 GRADCHECK_LIMIT_S = 30.0

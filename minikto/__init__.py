@@ -15,23 +15,22 @@ The public API, by concept:
 """
 
 from .backend import get_namespace, to_numpy
-from .config import (
+from .data.feedback import PairedDataset, UnpairedDataset, sample_paired, sample_unpaired, unpair
+from .data.jsonl import DatasetFormatError, read_paired, read_unpaired, write_paired, write_unpaired
+from .data.toy import ToyTask, bandit_task, default_task
+from .exact import ExactEvaluator, exact_kl, response_space
+from .gradcheck import GradcheckReport, gradcheck
+from .kto import KLEstimate, KTOLoss, kl_estimate, kto_loss, mismatched_indices
+from .losses import APOZeroLoss, DPOLoss, SFTLoss, apo_zero_unpaired_loss, dpo_loss, sft_loss
+from .objective import Z0_MODES, FlatObjective, kto_objective
+from .policy import SoftmaxPolicy
+from .training.config import (
     KTOConfig,
     WeightBalanceWarning,
     balanced_desirable_weight,
     check_weight_balance,
 )
-from .evaluate import ExactEvaluator
-from .exact import exact_kl, response_space
-from .feedback import PairedDataset, UnpairedDataset, sample_paired, sample_unpaired, unpair
-from .gradcheck import GradcheckReport, gradcheck
-from .jsonl import DatasetFormatError, read_paired, read_unpaired, write_paired, write_unpaired
-from .kto import KLEstimate, KTOLoss, kl_estimate, kto_loss, mismatched_indices
-from .losses import APOZeroLoss, DPOLoss, SFTLoss, apo_zero_unpaired_loss, dpo_loss, sft_loss
-from .objective import Z0_MODES, FlatObjective, kto_objective
-from .policy import SoftmaxPolicy
-from .toy import ToyTask, bandit_task, default_task
-from .train import TrainResult, train
+from .training.train import TrainResult, train
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """``python -m minikto``: the same command as the ``minikto`` console script."""
 
-from .cli import main
+from .tools.cli import main
 
 raise SystemExit(main())

@@ -20,7 +20,6 @@ import pytest
 
 matplotlib.use("Agg")
 
-from minikto.cli import build_parser, main  # noqa: E402
 from minikto.experiments import EXPERIMENTS, QUICK_SEEDS, run_experiment  # noqa: E402
 from minikto.experiments.common import (  # noqa: E402
     aggregate,
@@ -28,6 +27,7 @@ from minikto.experiments.common import (  # noqa: E402
     section_markdown,
     update_results_md,
 )
+from minikto.tools.cli import build_parser, main  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

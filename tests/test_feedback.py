@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minikto.feedback import (
+from minikto.data.feedback import (
     PairedDataset,
     UnpairedDataset,
     sample_paired,
     sample_unpaired,
     unpair,
 )
+from minikto.data.toy import bandit_task, default_task
 from minikto.policy import SoftmaxPolicy
-from minikto.toy import bandit_task, default_task
 
 TASK = default_task()
 

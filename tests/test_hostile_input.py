@@ -25,28 +25,28 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minikto import ExactEvaluator, SoftmaxPolicy
-from minikto.atomic import atomic_write
 from minikto.backend import get_namespace
-from minikto.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minikto.cli import main
-from minikto.config import KTOConfig, balanced_desirable_weight
-from minikto.exact import exact_kl, response_space
-from minikto.feedback import UnpairedDataset, sample_paired, sample_unpaired, unpair
-from minikto.gradcheck import gradcheck
-from minikto.jsonl import (
+from minikto.data.atomic import atomic_write
+from minikto.data.feedback import UnpairedDataset, sample_paired, sample_unpaired, unpair
+from minikto.data.jsonl import (
     DatasetFormatError,
     read_paired,
     read_unpaired,
     write_paired,
     write_unpaired,
 )
+from minikto.data.toy import bandit_task, default_task
+from minikto.exact import exact_kl, response_space
+from minikto.gradcheck import gradcheck
 from minikto.kto import kto_loss, mismatched_indices
 from minikto.objective import FlatObjective, kto_objective
-from minikto.optim import SGD, Adam, make_optimizer
-from minikto.toy import bandit_task, default_task
-from minikto.train import train
+from minikto.tools.cli import main
+from minikto.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minikto.training.config import KTOConfig, balanced_desirable_weight
+from minikto.training.optim import SGD, Adam, make_optimizer
+from minikto.training.train import train
 
-pytestmark = pytest.mark.filterwarnings("ignore::minikto.config.WeightBalanceWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::minikto.training.config.WeightBalanceWarning")
 
 TASK = default_task()
 
@@ -120,7 +120,7 @@ TEXTS = st.sampled_from(TASK.prompts) | st.lists(st.sampled_from(TASK.vocab), ma
 
 
 def accepted(key: str, value) -> bool:
-    """What the format accepts for ``key`` (module docstring of minikto.jsonl)."""
+    """What the format accepts for ``key`` (module docstring of minikto.data.jsonl)."""
     if key == "label":
         return isinstance(value, bool)
     if not isinstance(value, str):

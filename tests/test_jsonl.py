@@ -11,16 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import minikto.jsonl as jsonl
-from minikto.feedback import UnpairedDataset, sample_paired, sample_unpaired
-from minikto.jsonl import (
+import minikto.data.jsonl as jsonl
+from minikto.data.feedback import UnpairedDataset, sample_paired, sample_unpaired
+from minikto.data.jsonl import (
     DatasetFormatError,
     read_paired,
     read_unpaired,
     write_paired,
     write_unpaired,
 )
-from minikto.toy import default_task
+from minikto.data.toy import default_task
 
 TASK = default_task()
 GOOD = b'{"prompt": "greet a friend", "completion": "hello friend .", "label": true}\n'

@@ -19,15 +19,15 @@ import os
 import numpy as np
 import pytest
 
-import minikto.atomic
-import minikto.optim
-from minikto.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minikto.config import KTOConfig
-from minikto.feedback import sample_paired, sample_unpaired
-from minikto.toy import bandit_task, default_task
-from minikto.train import train
+import minikto.data.atomic
+import minikto.training.optim
+from minikto.data.feedback import sample_paired, sample_unpaired
+from minikto.data.toy import bandit_task, default_task
+from minikto.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minikto.training.config import KTOConfig
+from minikto.training.train import train
 
-pytestmark = pytest.mark.filterwarnings("ignore::minikto.config.WeightBalanceWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::minikto.training.config.WeightBalanceWarning")
 
 TASK = default_task()
 STEPS, EVERY, CRASH = 12, 3, 8  # checkpoints at steps 3 and 6; the 8th step raises
@@ -66,7 +66,7 @@ class PowerCut(Exception):
 def cut_power_at(monkeypatch, call: int) -> None:
     """Make the ``call``-th optimizer step of the next run raise PowerCut (1-based)."""
     calls = []
-    for cls in (minikto.optim.Adam, minikto.optim.SGD):
+    for cls in (minikto.training.optim.Adam, minikto.training.optim.SGD):
         original = cls.step
 
         def step(self, params, grads, _original=original):
@@ -180,7 +180,7 @@ def fail_on_replace(monkeypatch, name: str, occurrence: int) -> None:
                 raise OSError(f"disk full while replacing {name}")
         return original(src, dst)
 
-    monkeypatch.setattr(minikto.atomic.os, "replace", replace)
+    monkeypatch.setattr(minikto.data.atomic.os, "replace", replace)
 
 
 def test_a_failure_while_writing_metrics_keeps_the_previous_file_and_the_run_resumes(
@@ -235,7 +235,7 @@ def test_every_run_directory_file_is_written_to_a_temporary_file_then_renamed(
         renames.append((os.fspath(src), os.fspath(dst)))
         return original(src, dst)
 
-    monkeypatch.setattr(minikto.atomic.os, "replace", replace)
+    monkeypatch.setattr(minikto.data.atomic.os, "replace", replace)
     run = tmp_path / "run"
     train(TASK, unpaired, config("numpy"), out_dir=run)
     assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)

@@ -8,9 +8,8 @@ from scipy.optimize import check_grad, minimize
 
 from minikto import SoftmaxPolicy
 from minikto.backend import to_numpy
-from minikto.gradcheck import gradcheck
+from minikto.gradcheck import ALL_Z0, gradcheck, make_case
 from minikto.objective import FlatObjective, kto_objective
-from minikto.selfcheck import ALL_Z0, make_case
 
 
 @pytest.mark.parametrize("z0", ALL_Z0)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minikto.backend import to_numpy
-from minikto.toy import ToyTask, bandit_task, default_task
+from minikto.data.toy import ToyTask, bandit_task, default_task
 
 TASK = default_task()
 

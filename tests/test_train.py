@@ -6,13 +6,13 @@ import warnings
 import numpy as np
 import pytest
 
-from minikto.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minikto.config import KTOConfig, WeightBalanceWarning, check_weight_balance
-from minikto.demo import run_demo
-from minikto.feedback import sample_paired, sample_unpaired
-from minikto.optim import SGD, Adam
-from minikto.toy import bandit_task, default_task
-from minikto.train import RunExistsError, batch_indices, train
+from minikto.data.feedback import sample_paired, sample_unpaired
+from minikto.data.toy import bandit_task, default_task
+from minikto.tools.demo import run_demo
+from minikto.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minikto.training.config import KTOConfig, WeightBalanceWarning, check_weight_balance
+from minikto.training.optim import SGD, Adam
+from minikto.training.train import RunExistsError, batch_indices, train
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_truncated_foreign_and_incompatible_checkpoints_are_refused(tmp_path):
 
 
 def test_a_checkpoint_of_another_format_version_is_refused(tmp_path):
-    import minikto.checkpoint as ck
+    import minikto.training.checkpoint as ck
 
     path = tmp_path / "ck.npz"
     old = ck.CHECKPOINT_FORMAT

@@ -1,4 +1,4 @@
-"""Specifications of minikto.vectors: the reference vectors file for people porting KTO."""
+"""Specifications of minikto.tools.vectors: the reference vectors file for people porting KTO."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import minikto
-from minikto.vectors import (
+from minikto.tools.vectors import (
     FORMAT,
     VERSION,
     check_vectors,

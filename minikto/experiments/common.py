@@ -2,7 +2,7 @@
 
 An experiment is a function ``run(seeds, quick) -> ExperimentResult``. It trains many small
 policies, turns each finished run into one flat ``dict`` row (exact utility and KL come from
-:class:`~minikto.evaluate.ExactEvaluator`, through :func:`~minikto.train.train`'s summary),
+:class:`~minikto.exact.ExactEvaluator`, through :func:`~minikto.training.train.train`'s summary),
 aggregates the rows of each condition over seeds (mean, sample standard deviation, min,
 max), and draws one figure. :func:`write_outputs` then writes its directory:
 
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write
-from ..plots import save_figure
+from ..data.atomic import atomic_write
+from ..tools.plots import save_figure
 
 __all__ = [
     "DEFAULT_SEEDS",
@@ -169,7 +169,7 @@ def markdown_table(
 
 
 def train_row(result: Any) -> dict[str, Any]:
-    """The exact numbers of a finished :func:`~minikto.train.train` run, as a flat row.
+    """The exact numbers of a finished :func:`~minikto.training.train.train` run, as a flat row.
 
     ``utility`` and ``utility_reference`` are exact expected utilities of the trained policy
     and of the reference; ``kl`` the exact ``KL(pi || pi_ref)``; ``desirable_mass`` the
@@ -278,7 +278,7 @@ between its markers; `minikto experiment all --out results --write-docs` rewrite
 Do not edit the sections by hand: change the experiment in `minikto/experiments/` and rerun.
 
 Every experiment trains small softmax policies on the default toy
-(`minikto.toy.default_task`: 12 words, 5 prompts, responses of up to 3 tokens) from its
+(`minikto.data.toy.default_task`: 12 words, 5 prompts, responses of up to 3 tokens) from its
 base policy, the reference: Adam at learning rate 0.05, beta = 0.1, 600 steps, batches of
 32 (the defaults of `KTOConfig` but for the steps) unless its design says otherwise.
 Every utility and KL below is EXACT: the toy's response space is enumerated

@@ -39,14 +39,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..backend import to_numpy
-from ..config import KTOConfig, balanced_desirable_weight
-from ..evaluate import ExactEvaluator
-from ..feedback import PairedDataset, sample_unpaired, unpair
-from ..optim import make_optimizer
-from ..plots import PALETTE
-from ..step import paired_step, unpaired_step
-from ..toy import default_task
-from ..train import batch_indices, train
+from ..data.feedback import PairedDataset, sample_unpaired, unpair
+from ..data.toy import default_task
+from ..exact import ExactEvaluator
+from ..tools.plots import PALETTE
+from ..training.config import KTOConfig, balanced_desirable_weight
+from ..training.optim import make_optimizer
+from ..training.step import paired_step, unpaired_step
+from ..training.train import batch_indices, train
 from .common import (
     DEFAULT_SEEDS,
     ExperimentResult,
@@ -280,7 +280,7 @@ def _train_from(
 ) -> tuple[Any, dict[str, float]]:
     """``steps`` optimizer steps from ``start`` (``train`` always starts at the reference).
 
-    The batches are those :func:`minikto.train.train` would draw (``batch_indices``).
+    The batches are those :func:`minikto.training.train.train` would draw (``batch_indices``).
     Returns the trained copy and the loss range and the largest gradient entry seen.
     """
     policy = start.copy(frozen=False)

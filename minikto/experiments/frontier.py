@@ -23,11 +23,11 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..config import KTOConfig, balanced_desirable_weight
-from ..feedback import UnpairedDataset, sample_paired, unpair
-from ..plots import PALETTE
-from ..toy import default_task
-from ..train import train
+from ..data.feedback import UnpairedDataset, sample_paired, unpair
+from ..data.toy import default_task
+from ..tools.plots import PALETTE
+from ..training.config import KTOConfig, balanced_desirable_weight
+from ..training.train import train
 from .common import (
     DEFAULT_SEEDS,
     ExperimentResult,

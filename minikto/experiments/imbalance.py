@@ -5,7 +5,8 @@ utility (thumbs-up when u > 0, about 30 % of them); then only a fraction f of th
 examples is kept (``sample_unpaired(..., desirable_fraction=f)``: the same responses, fewer
 thumbs-up). KTO is trained twice on each dataset: with ``desirable_weight`` from Eq. 8 (the
 smallest lambda_D putting ``lambda_D n_D / n_U`` in [1, 4/3],
-:func:`minikto.config.balanced_desirable_weight`) and with lambda_D = 1. DPO on 1000 pairs of
+:func:`minikto.training.config.balanced_desirable_weight`) and with lambda_D = 1. DPO on 1000
+pairs of
 the same seed (all the preference data, no imbalance) is the yardstick.
 """
 
@@ -17,12 +18,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..config import KTOConfig, WeightBalanceWarning, balanced_desirable_weight
-from ..evaluate import ExactEvaluator
-from ..feedback import sample_paired, sample_unpaired
-from ..plots import PALETTE
-from ..toy import default_task
-from ..train import train
+from ..data.feedback import sample_paired, sample_unpaired
+from ..data.toy import default_task
+from ..exact import ExactEvaluator
+from ..tools.plots import PALETTE
+from ..training.config import KTOConfig, WeightBalanceWarning, balanced_desirable_weight
+from ..training.train import train
 from .common import (
     DEFAULT_SEEDS,
     ExperimentResult,
@@ -146,7 +147,7 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
             "utility is > 0 (about 30% are); `sample_unpaired(..., desirable_fraction=f)` "
             "keeps a fraction f of the thumbs-up examples and every thumbs-down one. KTO "
             f"({steps} steps, batch 32, beta 0.1) with lambda_D from Eq. 8 "
-            "(`minikto.config.balanced_desirable_weight`, ratio just above 1) against "
+            "(`minikto.training.config.balanced_desirable_weight`, ratio just above 1) against "
             f"lambda_D = 1; DPO on {PAIRS} pairs of the same seed (no data dropped) as the "
             f"yardstick. Reference utility {reference:+.3f}, best possible {best:+.3f}."
         ),

@@ -17,11 +17,11 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from ..config import KTOConfig
-from ..feedback import sample_paired, unpair
-from ..plots import PALETTE
-from ..toy import default_task
-from ..train import train
+from ..data.feedback import sample_paired, unpair
+from ..data.toy import default_task
+from ..tools.plots import PALETTE
+from ..training.config import KTOConfig
+from ..training.train import train
 from .common import (
     DEFAULT_SEEDS,
     ExperimentResult,

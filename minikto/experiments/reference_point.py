@@ -29,12 +29,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..backend import to_numpy
-from ..config import KTOConfig, balanced_desirable_weight
+from ..data.feedback import sample_unpaired
+from ..data.toy import default_task
 from ..exact import exact_kl
-from ..feedback import sample_unpaired
-from ..plots import PALETTE
-from ..toy import default_task
-from ..train import train
+from ..tools.plots import PALETTE
+from ..training.config import KTOConfig, balanced_desirable_weight
+from ..training.train import train
 from .common import (
     DEFAULT_SEEDS,
     ExperimentResult,

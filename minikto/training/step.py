@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .backend import to_numpy
-from .losses import apo_zero_unpaired_loss, dpo_loss, sft_loss
-from .objective import kto_objective
+from ..backend import to_numpy
+from ..losses import apo_zero_unpaired_loss, dpo_loss, sft_loss
+from ..objective import kto_objective
 
 __all__ = ["StepResult", "paired_step", "unpaired_step"]
 

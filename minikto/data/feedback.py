@@ -27,7 +27,7 @@ the higher utility; ``label_noise`` swaps chosen and rejected in exactly
 Ties. Two responses of equal utility carry no preference. :func:`sample_paired` redraws the
 second response of every tied pair (up to ``max_resamples`` rounds) and drops the pairs
 still tied after that, so it may return fewer than ``n`` pairs (with the base policy of
-:func:`minikto.toy.default_task` a tie survives 20 rounds with probability < 1e-10).
+:func:`minikto.data.toy.default_task` a tie survives 20 rounds with probability < 1e-10).
 
 One response per prompt (paper Table 1, "one-y-per-x"). In this toy a prompt id is a
 request *type*; a prompt *instance* is one draw of a prompt id, and each row of a dataset
@@ -54,8 +54,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .backend import to_numpy
-from .policy import SoftmaxPolicy
+from ..backend import to_numpy
+from ..policy import SoftmaxPolicy
 from .toy import ToyTask, check_responses
 
 __all__ = ["PairedDataset", "UnpairedDataset", "sample_paired", "sample_unpaired", "unpair"]

@@ -31,15 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_write
+from ..data.atomic import atomic_write
+from ..data.feedback import PairedDataset, UnpairedDataset
+from ..data.toy import ToyTask
+from ..exact import ExactEvaluator
+from ..policy import SoftmaxPolicy
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import KTOConfig, check_weight_balance
-from .evaluate import ExactEvaluator
-from .feedback import PairedDataset, UnpairedDataset
 from .optim import make_optimizer
-from .policy import SoftmaxPolicy
 from .step import StepResult, paired_step, unpaired_step
-from .toy import ToyTask
 
 __all__ = ["RunExistsError", "TrainResult", "batch_indices", "train"]
 
@@ -118,12 +118,12 @@ def train(
     if config.loss == "dpo" and not paired:
         raise TypeError(
             "data: loss='dpo' expects a PairedDataset; got an UnpairedDataset "
-            "(minikto.feedback.sample_paired makes one)"
+            "(minikto.data.feedback.sample_paired makes one)"
         )
     if config.loss != "dpo" and not isinstance(data, UnpairedDataset):
         raise TypeError(
             f"data: loss={config.loss!r} expects an UnpairedDataset; got "
-            f"{type(data).__name__} (minikto.feedback.unpair converts pairs)"
+            f"{type(data).__name__} (minikto.data.feedback.unpair converts pairs)"
         )
     run_dir = _prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
 

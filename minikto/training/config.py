@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import _checks
-from .objective import validate_z0_mode
+from .. import _checks
+from ..objective import validate_z0_mode
 
 __all__ = [
     "LOSSES",
@@ -40,7 +40,7 @@ class KTOConfig:
     loss: str = "kto"  # "kto", "apo_zero_unpaired", "sft" (unpaired data) or "dpo" (paired)
     # optimisation
     learning_rate: float = 0.05  # step size (a toy tolerates far larger steps than an LLM)
-    optimizer: str = "adam"  # "adam" or "sgd", both hand-written (minikto.optim)
+    optimizer: str = "adam"  # "adam" or "sgd", both hand-written (minikto.training.optim)
     batch_size: int = 32  # examples per step, >= 2 (the batch estimate needs mismatched pairs)
     max_steps: int = 300  # optimizer steps
     seed: int = 0  # seeds the batch order (and the policy initialisation when sft_steps > 0)

@@ -54,8 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import to_numpy
-from .policy import SoftmaxPolicy
+from ..backend import to_numpy
+from ..policy import SoftmaxPolicy
 
 __all__ = ["ToyTask", "bandit_task", "default_task"]
 
@@ -404,7 +404,7 @@ def _rows(table: np.ndarray) -> tuple[tuple[float, ...], ...]:
 
 
 # ------------------------------------------------------------------------------------------
-# Validation of padded responses (shared with minikto.feedback)
+# Validation of padded responses (shared with minikto.data.feedback)
 
 
 def check_responses(

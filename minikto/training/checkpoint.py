@@ -1,6 +1,6 @@
 """Checkpoints: a policy, its optimizer state and the step, in one versioned ``.npz`` file.
 
-A checkpoint is written atomically (:mod:`minikto.atomic`), so a crash while saving leaves
+A checkpoint is written atomically (:mod:`minikto.data.atomic`), so a crash while saving leaves
 the previous checkpoint intact. Loading refuses, with a clear error, a file that is truncated
 or not a minikto checkpoint, one of another format version, and one whose configuration
 differs from the run's in anything that would change the trajectory.
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_write
-from .backend import to_numpy
+from ..backend import to_numpy
+from ..data.atomic import atomic_write
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 

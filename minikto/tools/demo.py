@@ -1,6 +1,6 @@
 """The demo: KTO on the default toy, from thumbs-up / thumbs-down feedback to a better policy.
 
-1. the default toy task (:func:`minikto.toy.default_task`) and its base policy, the reference;
+1. the default toy task (:func:`minikto.data.toy.default_task`) and its base policy, the reference;
 2. 2000 unpaired examples sampled from the base policy, labelled by the hidden utility
    (thumbs-up when u(x, y) > 0);
 3. ``desirable_weight`` chosen inside the paper's Eq. 8 band for the label imbalance;
@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import KTOConfig, balanced_desirable_weight
-from .evaluate import ExactEvaluator
-from .feedback import sample_unpaired
+from ..data.feedback import sample_unpaired
+from ..data.toy import default_task
+from ..exact import ExactEvaluator
+from ..training.config import KTOConfig, balanced_desirable_weight
+from ..training.train import TrainResult, train
 from .plots import (
     PALETTE,
     plot_policy_before_after,
@@ -25,8 +27,6 @@ from .plots import (
     plot_utility_vs_kl,
     save_figure,
 )
-from .toy import default_task
-from .train import TrainResult, train
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
 

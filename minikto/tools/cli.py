@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
-    from .selfcheck import format_table, run_selfcheck
+    from ..gradcheck import format_table, run_selfcheck
 
     rows = run_selfcheck(args.backend, rtol=args.rtol)
     print(
@@ -40,9 +40,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from .feedback import sample_paired, sample_unpaired
-    from .jsonl import write_paired, write_unpaired
-    from .toy import bandit_task, default_task
+    from ..data.feedback import sample_paired, sample_unpaired
+    from ..data.jsonl import write_paired, write_unpaired
+    from ..data.toy import bandit_task, default_task
 
     task = bandit_task() if args.task == "bandit" else default_task()
     out = Path(args.out)
@@ -74,13 +74,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .config import KTOConfig
-    from .evaluate import ExactEvaluator
-    from .feedback import sample_paired, sample_unpaired
-    from .jsonl import read_paired, read_unpaired
+    from ..data.feedback import sample_paired, sample_unpaired
+    from ..data.jsonl import read_paired, read_unpaired
+    from ..data.toy import bandit_task, default_task
+    from ..exact import ExactEvaluator
+    from ..training.config import KTOConfig
+    from ..training.train import train
     from .plots import plot_policy_before_after, plot_training_curves, save_figure
-    from .toy import bandit_task, default_task
-    from .train import train
 
     fields = KTOConfig.from_json(args.config).to_dict() if args.config else {}
     for name in _CONFIG_FLAGS:
@@ -140,7 +140,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .experiments import EXPERIMENTS, run_experiment
+    from ..experiments import EXPERIMENTS, run_experiment
 
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     out = Path(args.out)

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
-from .backend import to_numpy
+from .. import _checks
+from ..backend import to_numpy
 
 __all__ = ["SGD", "Adam", "make_optimizer"]
 

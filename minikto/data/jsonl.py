@@ -6,7 +6,7 @@ One JSON object per line, text rather than ids, so a file reads like data people
 - paired (DPO): ``{"prompt": "greet a friend", "chosen": "hello friend .",
   "rejected": "whatever ."}``
 
-Text and ids are converted through a :class:`~minikto.toy.ToyTask`: a prompt must be one of
+Text and ids are converted through a :class:`~minikto.data.toy.ToyTask`: a prompt must be one of
 the task's prompt texts (exact match); a completion is words of the vocabulary separated by
 whitespace, ending at the end token ``.`` or cut at T tokens.
 
@@ -307,7 +307,7 @@ def _check_fits(task: ToyTask, prompts: np.ndarray, **responses: np.ndarray) -> 
 
 
 def _atomic_write(path: str | os.PathLike[str], records: Iterable[dict]) -> None:
-    """Write one JSON object per line, atomically (:func:`minikto.atomic.atomic_write`)."""
+    """Write one JSON object per line, atomically (:func:`minikto.data.atomic.atomic_write`)."""
     with atomic_write(path, "w", encoding="utf-8", newline="\n") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False))

@@ -1,8 +1,8 @@
 """Figures of a training run, with one palette for every minikto picture.
 
-Each function takes plain data (a :class:`~minikto.train.TrainResult` or lists of dicts),
+Each function takes plain data (a :class:`~minikto.training.train.TrainResult` or lists of dicts),
 draws on a new figure and returns it; the caller saves or shows it. Nothing here computes
-anything a figure shows: the numbers come from :mod:`minikto.evaluate` and the run history.
+anything a figure shows: the numbers come from :mod:`minikto.exact` and the run history.
 """
 
 from __future__ import annotations

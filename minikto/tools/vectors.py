@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_namespace, to_numpy
-from .kto import kl_estimate, kto_loss
-from .losses import dpo_loss
+from ..backend import get_namespace, to_numpy
+from ..kto import kl_estimate, kto_loss
+from ..losses import dpo_loss
 
 __all__ = [
     "FORMAT",
@@ -380,7 +380,7 @@ def make_vectors() -> dict:
 
 def _minikto_version() -> str:
     try:
-        from . import __version__  # imported here: the package may import this module
+        from .. import __version__  # imported here: the package may import this module
     except ImportError:  # minikto imported without its __init__ (a broken editable install)
         from importlib.metadata import version
 
