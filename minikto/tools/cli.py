@@ -10,8 +10,14 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
+
+from ..training.config import field_names
+from . import flags
+from .flags import z0_value as _z0_value
 
 
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -82,7 +88,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..training.train import train
     from .plots import plot_policy_before_after, plot_training_curves, save_figure
 
-    fields = KTOConfig.from_json(args.config).to_dict() if args.config else {}
+    fields = KTOConfig.from_file(args.config).to_dict() if args.config else {}
     for name in _CONFIG_FLAGS:
         value = getattr(args, name)
         if value is not None:
@@ -183,127 +189,53 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _z0_value(text: str) -> str | float:
-    try:
-        return float(text)
-    except ValueError:
-        return text
+#: KTOConfig fields that ``minikto train`` takes as flags (all of them).
+_CONFIG_FLAGS = field_names()
 
 
-#: KTOConfig fields that ``minikto train`` takes as flags.
-_CONFIG_FLAGS = {
-    "beta": float,
-    "desirable_weight": float,
-    "undesirable_weight": float,
-    "z0": str,
-    "loss": str,
-    "learning_rate": float,
-    "optimizer": str,
-    "batch_size": int,
-    "max_steps": int,
-    "seed": int,
-    "features": str,
-    "backend": str,
-    "dtype": str,
-    "sft_steps": int,
-    "eval_every": int,
-    "checkpoint_every": int,
-}
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """minikto's own warnings as one line, ``minikto: warning: ...``; others as Python shows
+    them (with their source line)."""
+    if category.__module__.split(".")[0] == "minikto":
+        print(f"minikto: warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``minikto`` command."""
-    parser = argparse.ArgumentParser(
-        prog="minikto",
-        description="KTO from scratch: a toy policy, the KTO loss, gradients by hand.",
+    """The argument parser of the ``minikto`` command (see :mod:`minikto.tools.flags`)."""
+    return flags.build_parser(
+        {
+            "gradcheck": _cmd_gradcheck,
+            "demo": _cmd_demo,
+            "train": _cmd_train,
+            "data": _cmd_data,
+            "vectors": _cmd_vectors,
+            "experiment": _cmd_experiment,
+        }
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("gradcheck", help="check every gradient against finite differences")
-    p.add_argument("--backend", default="numpy", help="numpy (default), array_api_strict, cupy")
-    p.add_argument("--rtol", type=float, default=1e-6, help="relative error allowed")
-    p.set_defaults(func=_cmd_gradcheck)
-
-    p = sub.add_parser("demo", help="the main job: KTO on the default toy, before/after, figures")
-    p.add_argument("--out", help="run directory (default: runs/demo-<date>-<time>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=None, help="override the demo's steps")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser("train", help="train on a toy dataset (flags or a config file)")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--config", help="a JSON file of KTOConfig fields (flags override it)")
-    p.add_argument("--data", help="a JSON Lines dataset (TRL's unpaired or paired format)")
-    p.add_argument("--task", choices=("default", "bandit"), default="default")
-    p.add_argument("--n", type=int, default=2000, help="examples to sample when no --data")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
-    for name, kind in _CONFIG_FLAGS.items():
-        p.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            type=kind,
-            default=None,
-            help=f"KTOConfig.{name}",
-        )
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("data", help="write a toy dataset as JSON Lines (TRL's formats)")
-    p.add_argument("--out", required=True, help="the .jsonl file")
-    p.add_argument("--task", choices=("default", "bandit"), default="default")
-    p.add_argument("--n", type=int, default=1000, help="examples (or pairs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--paired", action="store_true", help="prompt/chosen/rejected pairs")
-    p.add_argument("--label-noise", type=float, default=0.0, help="fraction of labels flipped")
-    p.add_argument(
-        "--desirable-fraction",
-        type=float,
-        default=1.0,
-        help="fraction of desirable examples kept (imbalance)",
-    )
-    p.add_argument("--one-per-prompt", action="store_true", help="one response per prompt")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=_cmd_data)
-
-    p = sub.add_parser("vectors", help="reference vectors for testing other KTO implementations")
-    p.add_argument("--out", help="the JSON file to write")
-    p.add_argument("--check", help="recompute a vectors file with minikto and compare")
-    p.set_defaults(func=_cmd_vectors)
-
-    p = sub.add_parser("experiment", help="reproduce a claim of the paper on the toy")
-    p.add_argument(
-        "name",
-        choices=(
-            "all", "imbalance", "noise", "contradiction", "one-y-per-x", "reference-point",
-            "frontier",
-        ),
-        help="the experiment, or all of them",
-    )
-    p.add_argument(
-        "--out", default="results", help="parent directory: writes OUT/NAME/ (default results)"
-    )
-    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 5; quick 2)")
-    p.add_argument("--quick", action="store_true", help="reduced size (fewer steps and runs)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing OUT/NAME/")
-    p.add_argument(
-        "--write-docs",
-        action="store_true",
-        help="also rewrite this experiment's section of DOCS/RESULTS.md and its figure",
-    )
-    p.add_argument("--docs", default="docs", help="the docs directory (default docs)")
-    p.set_defaults(func=_cmd_experiment)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``minikto`` command with ``argv`` (default: ``sys.argv[1:]``)."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (ValueError, TypeError, OSError) as err:
-        print(f"minikto {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args))
+        except (ValueError, TypeError, OSError) as err:
+            print(f"minikto {args.command}: error: {err}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

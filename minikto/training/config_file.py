@@ -1,0 +1,159 @@
+"""Reading a config file into a dict: a regular file of bounded size, in JSON or YAML.
+
+What is refused, each with a ``ValueError`` naming the file: what is not a regular file (a FIFO
+would block forever, ``/dev/zero`` never ends), a file over :data:`MAX_CONFIG_BYTES`, invalid
+UTF-8, invalid JSON or YAML, a duplicate key, and anything but an object (mapping) of fields. A
+directory is an ``IsADirectoryError`` and a missing file the usual ``FileNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MAX_CONFIG_BYTES", "read_config_file"]
+
+#: A config is a few hundred bytes; anything over 1 MiB is not one.
+MAX_CONFIG_BYTES = 1 << 20
+
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, as some editors write
+
+
+def read_config_file(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The object a config file holds.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file: UTF-8, a byte-order mark allowed.
+    kind : {"json", "yaml"} or None
+        The format; None: YAML when the name ends in ``.yaml`` or ``.yml``, JSON otherwise.
+
+    Returns
+    -------
+    dict
+        The file's keys and values, not yet checked as fields (see ``KTOConfig.from_dict``).
+    """
+    path = Path(path)
+    if kind is None:
+        kind = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "json"
+    raw = read_bounded(path, "config file", MAX_CONFIG_BYTES)
+    body = raw.removeprefix(_BOM)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = len(raw) - len(body) + err.start + 1
+        raise ValueError(
+            f"config file {path}: invalid UTF-8 at byte {offset}; save it as UTF-8"
+        ) from None
+    data = _parse_yaml(text, path) if kind == "yaml" else _parse_json(text, path)
+    if not isinstance(data, dict):
+        what = "a YAML mapping of fields" if kind == "yaml" else "a JSON object"
+        raise ValueError(f"config file {path}: expected {what}; got {type(data).__name__}")
+    return data
+
+
+def read_bounded(path: Path, role: str, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, refusing anything else or more than ``limit``.
+
+    The file is opened without blocking, so a FIFO is refused instead of waited on.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(f"{role} {path}: expected a regular file; got a directory")
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise ValueError(f"{role} {path}: expected a regular file; got {kind}")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ValueError(f"{role} {path}: expected at most {limit} bytes; the file is larger")
+    return b"".join(chunks)
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"config file {path}: invalid JSON at line {err.lineno}: {err.msg}"
+        ) from err
+    except (ValueError, RecursionError) as err:  # a duplicate key, nesting, a huge integer
+        raise ValueError(f"config file {path}: invalid JSON: {err}") from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise ValueError(
+            f"config file {path}: reading YAML needs PyYAML (pip install pyyaml); "
+            "or write the config as JSON"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_yaml_loader(yaml))  # a SafeLoader: plain values only
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or err
+        raise ValueError(f"config file {path}: invalid YAML{where}: {problem}") from None
+    except (ValueError, RecursionError) as err:  # a huge integer, nesting
+        raise ValueError(f"config file {path}: invalid YAML: {err}") from None
+
+
+_LOADERS: dict[str, Any] = {}
+
+
+def _yaml_loader(yaml: Any) -> Any:
+    """PyYAML's SafeLoader, refusing duplicate keys and reading ``1e-3`` as a number.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1e-3`` is a string); YAML 1.2, JSON
+    and TRL's example configs write it without one.
+    """
+    if "safe" in _LOADERS:
+        return _LOADERS["safe"]
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` merges another mapping; its keys may be overridden
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float)) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                if isinstance(key, (str, int, float)):
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+        list("-+0123456789."),
+    )
+    _LOADERS["safe"] = Loader
+    return Loader
