@@ -247,3 +247,12 @@ def test_other_libraries_warnings_are_left_to_python(capsys, monkeypatch):
     cli._show_warning("from minikto", minikto.training.config.WeightBalanceWarning, "y.py", 4)
     assert passed_on == [("from elsewhere", RuntimeWarning)]
     assert capsys.readouterr().err == "minikto: warning: from minikto\n"
+
+
+def test_z0_features_and_backend_flags_become_config_values():
+    args = parse("train", "--out", "r", "--z0", "exact", "--features", "onehot", "--backend",
+                 "array_api_strict")
+    assert (args["z0"], args["features"], args["backend"]) == ("exact", "onehot",
+                                                               "array_api_strict")
+    args = parse("train", "--out", "r", "--z0", "-0.5", "--features", "8")
+    assert (args["z0"], args["features"]) == (-0.5, 8)
