@@ -2,9 +2,20 @@
 
 One JSON object per line, text rather than ids, so a file reads like data people collect:
 
-- unpaired (KTO): ``{"prompt": "greet a friend", "completion": "hello friend .", "label": true}``
-- paired (DPO): ``{"prompt": "greet a friend", "chosen": "hello friend .",
-  "rejected": "whatever ."}``
+- unpaired (KTO): ``{"prompt": "greet a friend", "completion": " hello friend .", "label": true}``
+- paired (DPO): ``{"prompt": "greet a friend", "chosen": " hello friend .",
+  "rejected": " whatever ."}``
+
+Completions are written with a leading space. TRL tokenises ``prompt + completion``, the two
+strings joined with nothing in between, so ``"greet a friend" + "hello friend ."`` would
+read ``"greet a friendhello friend ."``, whose word ``friendhello`` no tokenizer splits back
+into the two words; with the space the joined text is the words of the prompt followed by
+the words of the completion. The readers split on whitespace, so they accept completions
+with or without it.
+
+:func:`read_for_training` reads what TRL's ``KTOTrainer`` and ``DPOTrainer`` read: either
+format, and their conversational forms (values as lists of ``{"role", "content"}``
+messages), as long as each holds a single turn.
 
 Text and ids are converted through a :class:`~minikto.data.toy.ToyTask`: a prompt must be one of
 the task's prompt texts (exact match); a completion is words of the vocabulary separated by
@@ -29,7 +40,9 @@ longer than T tokens, or words after the end token; a file without records is an
 - ``\\r\\n`` line endings are accepted;
 - extra keys are ignored: TRL datasets often carry more columns (ids, scores, sources).
 
-A file that cannot be opened raises the usual ``OSError``.
+A file that cannot be opened raises the usual ``OSError``; what is not a regular file (a
+FIFO, ``/dev/zero``) or is over :data:`~minikto.data.files.MAX_DATA_BYTES` raises
+``ValueError`` before anything is read (:func:`~minikto.data.files.open_user_file`).
 """
 
 from __future__ import annotations
@@ -42,11 +55,13 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write
-from .feedback import PairedDataset, UnpairedDataset
+from .feedback import PairedDataset, UnpairedDataset, unpair
+from .files import MAX_DATA_BYTES, open_user_file
 from .toy import ToyTask, check_responses
 
 __all__ = [
     "DatasetFormatError",
+    "read_for_training",
     "read_paired",
     "read_unpaired",
     "write_paired",
@@ -98,7 +113,7 @@ def write_unpaired(path: str | os.PathLike[str], dataset: UnpairedDataset, task:
         raise TypeError(f"dataset: expected an UnpairedDataset; got {type(dataset).__name__}")
     _check_fits(task, dataset.prompts, responses=dataset.responses)
     records = (
-        {"prompt": task.prompts[x], "completion": task.decode(y), "label": bool(label)}
+        {"prompt": task.prompts[x], "completion": _completion(task, y), "label": bool(label)}
         for x, y, label in zip(dataset.prompts, dataset.responses, dataset.desirable,
                                strict=True)
     )
@@ -117,7 +132,8 @@ def write_paired(path: str | os.PathLike[str], dataset: PairedDataset, task: Toy
         raise TypeError(f"dataset: expected a PairedDataset; got {type(dataset).__name__}")
     _check_fits(task, dataset.prompts, chosen=dataset.chosen, rejected=dataset.rejected)
     records = (
-        {"prompt": task.prompts[x], "chosen": task.decode(c), "rejected": task.decode(r)}
+        {"prompt": task.prompts[x], "chosen": _completion(task, c),
+         "rejected": _completion(task, r)}
         for x, c, r in zip(dataset.prompts, dataset.chosen, dataset.rejected, strict=True)
     )
     _atomic_write(path, records)
@@ -137,17 +153,7 @@ def read_unpaired(path: str | os.PathLike[str], task: ToyTask) -> UnpairedDatase
         On any bad content (see the module docstring), naming the file and the line.
     """
     _check_task(task)
-    prompts, responses, labels = [], [], []
-    for line, record in _records(path, _UNPAIRED_KEYS):
-        prompts.append(_prompt(path, line, record["prompt"], task))
-        responses.append(_response(path, line, record, "completion", task))
-        label = record["label"]
-        if not isinstance(label, bool):
-            raise DatasetFormatError(
-                path, line, f"label: expected a JSON boolean true or false; got {_kind(label)}"
-            )
-        labels.append(label)
-    return UnpairedDataset(np.array(prompts), np.stack(responses), np.array(labels, dtype=bool))
+    return _unpaired(path, _records(path, _UNPAIRED_KEYS), task, conversational=False)
 
 
 def read_paired(path: str | os.PathLike[str], task: ToyTask) -> PairedDataset:
@@ -159,11 +165,128 @@ def read_paired(path: str | os.PathLike[str], task: ToyTask) -> PairedDataset:
         On any bad content (see the module docstring), naming the file and the line.
     """
     _check_task(task)
+    return _paired(path, _records(path, _PAIRED_KEYS), task, conversational=False)
+
+
+def read_for_training(
+    path: str | os.PathLike[str], task: ToyTask, *, paired: bool
+) -> tuple[UnpairedDataset | PairedDataset, list[str]]:
+    """Read a dataset in any of the formats TRL's trainers read, for a paired or unpaired loss.
+
+    The format is told by the first record's keys, and every record must then hold them:
+
+    - unpaired ``{"prompt", "completion", "label"}`` (what ``KTOTrainer`` reads);
+    - paired ``{"prompt", "chosen", "rejected"}`` (what ``DPOTrainer`` reads). For an
+      unpaired loss (``paired=False``) the pairs are unpaired as ``KTOTrainer`` unpairs them
+      (:func:`~minikto.data.feedback.unpair`): every chosen completion becomes a desirable
+      example and every rejected one an undesirable example, 2N examples from N pairs;
+    - either one conversational: ``prompt`` a list holding one ``{"role": "user",
+      "content": ...}`` message and each completion a list holding one ``{"role":
+      "assistant", "content": ...}`` message. The contents are read as text. A conversation
+      of several messages (multi-turn, or with a system message) is refused: the toy's
+      prompts are single requests.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A JSON Lines file.
+    task : ToyTask
+        Turns the text into ids.
+    paired : bool
+        True for a paired loss (DPO), which needs paired records.
+
+    Returns
+    -------
+    dataset : UnpairedDataset or PairedDataset
+        Paired exactly when ``paired`` is True.
+    notes : list of str
+        One line per thing a user should know about the reading (the format found, the
+        unpairing), for the training log.
+
+    Raises
+    ------
+    DatasetFormatError
+        On bad content, on unpaired records for a paired loss, on the implicit-prompt format
+        (no ``prompt`` key) and on multi-turn conversations, naming the file and the line.
+    """
+    _check_task(task)
+    if not isinstance(paired, bool):
+        raise TypeError(f"paired: expected a bool; got {paired!r}")
+    records = list(_records(path, ()))
+    line, first = records[0]
+    file_paired = _paired_format(path, line, first, paired)
+    keys = _PAIRED_KEYS if file_paired else _UNPAIRED_KEYS
+    for number, record in records:
+        _require_keys(path, number, record, keys)
+    conversational = any(isinstance(record.get("prompt"), list) for _, record in records)
+    style = "conversational " if conversational else ""
+    notes = [f"{os.fspath(path)}: TRL's {style}{'paired' if file_paired else 'unpaired'} "
+             f"format ({', '.join(keys)}), {len(records)} records"]
+    if conversational:
+        notes.append("conversational records: read the content of each single-message "
+                     "prompt and completion")
+    if not file_paired:
+        return _unpaired(path, records, task, conversational=True), notes
+    pairs = _paired(path, records, task, conversational=True)
+    if paired:
+        return pairs, notes
+    notes.append(
+        f"unpaired the {len(pairs)} pairs as TRL's KTOTrainer does: each chosen completion "
+        f"a desirable example, each rejected one undesirable ({2 * len(pairs)} examples)"
+    )
+    return unpair(pairs), notes
+
+
+def _paired_format(path: str | os.PathLike[str], line: int, record: dict, paired: bool) -> bool:
+    """Whether the first record is paired; refuses what neither format nor the loss can take."""
+    if "chosen" in record or "rejected" in record:
+        if "prompt" not in record:
+            raise DatasetFormatError(
+                path, line, "missing key 'prompt': TRL's implicit-prompt format (the prompt "
+                "inside 'chosen' and 'rejected') is not read; give the prompt as its own key "
+                "'prompt' and only the completions in 'chosen' and 'rejected'"
+            )
+        return True
+    if "completion" in record or "label" in record:
+        if paired:
+            raise DatasetFormatError(
+                path, line, "missing key 'chosen': a paired loss (dpo) needs TRL's paired "
+                f"records with the keys {', '.join(map(repr, _PAIRED_KEYS))}; got an unpaired "
+                f"record ({', '.join(map(repr, record))}), and unpaired feedback cannot be "
+                "paired: use an unpaired loss (kto, apo_zero_unpaired, sft)"
+            )
+        return False
+    raise DatasetFormatError(
+        path, line, f"expected TRL's unpaired keys {', '.join(map(repr, _UNPAIRED_KEYS))} or "
+        f"paired keys {', '.join(map(repr, _PAIRED_KEYS))}; got "
+        f"{', '.join(map(repr, record)) or 'none'}"
+    )
+
+
+def _unpaired(path: str | os.PathLike[str], records: Iterable[tuple[int, dict]], task: ToyTask,
+              *, conversational: bool) -> UnpairedDataset:
+    prompts, responses, labels = [], [], []
+    for line, record in records:
+        prompts.append(_prompt(path, line, _text(path, line, record, "prompt", conversational),
+                               task))
+        responses.append(_response(path, line, record, "completion", task, conversational))
+        label = record["label"]
+        if not isinstance(label, bool):
+            raise DatasetFormatError(
+                path, line, f"label: expected a JSON boolean true or false; got {_kind(label)}"
+            )
+        labels.append(label)
+    return UnpairedDataset(np.array(prompts), np.stack(responses), np.array(labels, dtype=bool))
+
+
+def _paired(path: str | os.PathLike[str], records: Iterable[tuple[int, dict]], task: ToyTask,
+            *, conversational: bool) -> PairedDataset:
     prompts, chosen, rejected = [], [], []
-    for line, record in _records(path, _PAIRED_KEYS):
-        prompts.append(_prompt(path, line, record["prompt"], task))
-        chosen.append(_response(path, line, record, "chosen", task))
-        rejected.append(_response(path, line, record, "rejected", task))
+    for line, record in records:
+        prompts.append(_prompt(path, line, _text(path, line, record, "prompt", conversational),
+                               task))
+        chosen.append(_response(path, line, record, "chosen", task, conversational))
+        rejected.append(_response(path, line, record, "rejected", task, conversational))
     return PairedDataset(np.array(prompts), np.stack(chosen), np.stack(rejected))
 
 
@@ -173,9 +296,13 @@ def read_paired(path: str | os.PathLike[str], task: ToyTask) -> PairedDataset:
 
 def _records(path: str | os.PathLike[str], keys: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
     """Yield (line number, JSON object holding ``keys``) for every non-blank line."""
-    count = 0
-    with open(path, "rb") as f:
+    count = size = 0
+    with open_user_file(path, max_bytes=MAX_DATA_BYTES) as f:
         for number, raw in enumerate(f, start=1):
+            size += len(raw)
+            if size > MAX_DATA_BYTES:
+                raise DatasetFormatError(path, number, f"the file grew past {MAX_DATA_BYTES} "
+                                         "bytes while it was read")
             complete = raw.endswith(b"\n")  # False only on a last line without a newline
             raw = raw.rstrip(b"\n").removesuffix(b"\r")
             if number == 1:
@@ -190,17 +317,22 @@ def _records(path: str | os.PathLike[str], keys: tuple[str, ...]) -> Iterator[tu
             if not text.strip():
                 continue
             record = _parse(path, number, text, complete)
-            missing = [k for k in keys if k not in record]
-            if missing:
-                raise DatasetFormatError(
-                    path, number, f"missing key {missing[0]!r}: expected the keys "
-                    f"{', '.join(map(repr, keys))}; got {', '.join(map(repr, record)) or 'none'}"
-                )
+            _require_keys(path, number, record, keys)
             count += 1
             yield number, record
     if count == 0:
         raise DatasetFormatError(path, None, "no records: the file is empty or holds only "
                                  "blank lines")
+
+
+def _require_keys(path: str | os.PathLike[str], number: int, record: dict,
+                  keys: tuple[str, ...]) -> None:
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise DatasetFormatError(
+            path, number, f"missing key {missing[0]!r}: expected the keys "
+            f"{', '.join(map(repr, keys))}; got {', '.join(map(repr, record)) or 'none'}"
+        )
 
 
 class _DuplicateKey(ValueError):
@@ -253,14 +385,48 @@ def _prompt(path: str | os.PathLike[str], number: int, value: Any, task: ToyTask
 
 
 def _response(path: str | os.PathLike[str], number: int, record: dict, key: str,
-              task: ToyTask) -> np.ndarray:
-    value = record[key]
-    if not isinstance(value, str):
-        raise DatasetFormatError(path, number, f"{key}: expected a JSON string; got {_kind(value)}")
+              task: ToyTask, conversational: bool) -> np.ndarray:
+    value = _text(path, number, record, key, conversational)
     try:
         return task.encode_response(value, name=key)
     except ValueError as err:  # unknown word, empty, longer than T, words after the end
         raise DatasetFormatError(path, number, str(err)) from None
+
+
+def _text(path: str | os.PathLike[str], number: int, record: dict, key: str,
+          conversational: bool) -> str:
+    """A field's text: a JSON string, or (``conversational``) the content of one message."""
+    value = record[key]
+    if isinstance(value, str):
+        return value
+    if not conversational or not isinstance(value, list):
+        also = " or a single-turn conversation" if conversational else ""
+        raise DatasetFormatError(
+            path, number, f"{key}: expected a JSON string{also}; got {_kind(value)}"
+        )
+    role = "user" if key == "prompt" else "assistant"
+    for message in value:
+        if (not isinstance(message, dict) or not isinstance(message.get("role"), str)
+                or not isinstance(message.get("content"), str)):
+            raise DatasetFormatError(
+                path, number, f"{key}: expected messages {{\"role\": ..., \"content\": ...}} "
+                f"with string values; got {_kind(message)}"
+            )
+    roles = [message["role"] for message in value]
+    if roles != [role]:
+        raise DatasetFormatError(
+            path, number, f"{key}: expected a single-turn conversation, one {role!r} message; "
+            f"got {len(roles)} messages with the roles {roles}. Multi-turn conversations are "
+            f"not read (the toy's prompts are single requests): keep the last user message as "
+            f"'prompt' and the assistant's answer as the completion, or write the standard "
+            f"format with strings"
+        )
+    return value[0]["content"]
+
+
+def _completion(task: ToyTask, ids: np.ndarray) -> str:
+    """A response as written to a file: its words after one leading space (module docstring)."""
+    return " " + task.decode(ids)
 
 
 def _kind(value: Any) -> str:

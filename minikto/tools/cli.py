@@ -75,7 +75,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     from ..data.feedback import sample_paired, sample_unpaired
-    from ..data.jsonl import read_paired, read_unpaired
+    from ..data.jsonl import read_for_training
     from ..data.toy import bandit_task, default_task
     from ..exact import ExactEvaluator
     from ..training.config import KTOConfig
@@ -101,7 +101,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     task = bandit_task() if args.task == "bandit" else default_task()
     paired = config.loss == "dpo"
     if args.data:
-        data = read_paired(args.data, task) if paired else read_unpaired(args.data, task)
+        data, notes = read_for_training(args.data, task, paired=paired)
+        for note in notes:
+            print(f"minikto train: {note}", file=sys.stderr)
     elif paired:
         data = sample_paired(task, args.n, seed=config.seed)
     else:
@@ -125,6 +127,11 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors import check_vectors, write_vectors
 
     if args.check:
+        if args.out:
+            raise ValueError(
+                "--out: expected no --out with --check (--check reads a file and writes "
+                "nothing); run `minikto vectors --out FILE` on its own to write one"
+            )
         failures = check_vectors(args.check)
         for line in failures:
             print(line)
@@ -132,7 +139,13 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
         return 1 if failures else 0
     if not args.out:
         raise ValueError("--out: expected the JSON file to write (or --check FILE)")
-    print(f"wrote {write_vectors(args.out)}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise IsADirectoryError(f"--out: expected a file name; got the directory {out}")
+    if (out.exists() or out.is_symlink()) and not args.overwrite:
+        print(f"minikto vectors: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    print(f"wrote {write_vectors(out)}")
     return 0
 
 
@@ -234,7 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train on a toy dataset (flags or a config file)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--config", help="a JSON file of KTOConfig fields (flags override it)")
-    p.add_argument("--data", help="a JSON Lines dataset (TRL's unpaired or paired format)")
+    p.add_argument(
+        "--data",
+        help="a JSON Lines dataset in TRL's formats: unpaired {prompt, completion, label} or "
+        "paired {prompt, chosen, rejected} (unpaired into 2N examples for an unpaired loss; "
+        "dpo needs pairs), each also conversational with one user message as the prompt and "
+        "one assistant message per completion; multi-turn conversations and the "
+        "implicit-prompt format are refused",
+    )
     p.add_argument("--task", choices=("default", "bandit"), default="default")
     p.add_argument("--n", type=int, default=2000, help="examples to sample when no --data")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -269,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("vectors", help="reference vectors for testing other KTO implementations")
     p.add_argument("--out", help="the JSON file to write")
     p.add_argument("--check", help="recompute a vectors file with minikto and compare")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_cmd_vectors)
 
     p = sub.add_parser("experiment", help="reproduce a claim of the paper on the toy")
