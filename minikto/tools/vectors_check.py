@@ -89,6 +89,9 @@ def check_vectors(
         name = _name(case, position)
         if name in seen:
             failures.append(f"{name}: the name of an earlier case; every name must be unique")
+        elif isinstance(case, dict) and name.startswith("case "):
+            failures.append(f"{name}: name: expected a non-empty string; got "
+                            f"{_describe(case.get('name'))}")
         seen.add(name)
         problem = _case_problem(case)
         if problem:
