@@ -13,9 +13,9 @@ into the two words; with the space the joined text is the words of the prompt fo
 the words of the completion. The readers split on whitespace, so they accept completions
 with or without it.
 
-:func:`read_for_training` reads what TRL's ``KTOTrainer`` and ``DPOTrainer`` read: either
-format, and their conversational forms (values as lists of ``{"role", "content"}``
-messages), as long as each holds a single turn.
+:func:`~minikto.data.trl_formats.read_for_training` (also importable from here) reads what
+TRL's ``KTOTrainer`` and ``DPOTrainer`` read: either format, and their conversational forms
+(values as lists of ``{"role", "content"}`` messages), as long as each holds a single turn.
 
 Text and ids are converted through a :class:`~minikto.data.toy.ToyTask`: a prompt must be one of
 the task's prompt texts (exact match); a completion is words of the vocabulary separated by
@@ -49,13 +49,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .atomic import atomic_write
-from .feedback import PairedDataset, UnpairedDataset, unpair
+from .feedback import PairedDataset, UnpairedDataset
 from .files import MAX_DATA_BYTES, open_user_file
 from .toy import ToyTask, check_responses
 
@@ -67,6 +67,9 @@ __all__ = [
     "write_paired",
     "write_unpaired",
 ]
+
+#: Reads one field's text: (path, line, record, key) -> str, or a DatasetFormatError.
+_TextReader = Callable[[Any, int, dict, str], str]
 
 _UNPAIRED_KEYS = ("prompt", "completion", "label")
 _PAIRED_KEYS = ("prompt", "chosen", "rejected")
@@ -153,7 +156,7 @@ def read_unpaired(path: str | os.PathLike[str], task: ToyTask) -> UnpairedDatase
         On any bad content (see the module docstring), naming the file and the line.
     """
     _check_task(task)
-    return _unpaired(path, _records(path, _UNPAIRED_KEYS), task, conversational=False)
+    return _unpaired(path, _records(path, _UNPAIRED_KEYS), task, _string)
 
 
 def read_paired(path: str | os.PathLike[str], task: ToyTask) -> PairedDataset:
@@ -165,111 +168,16 @@ def read_paired(path: str | os.PathLike[str], task: ToyTask) -> PairedDataset:
         On any bad content (see the module docstring), naming the file and the line.
     """
     _check_task(task)
-    return _paired(path, _records(path, _PAIRED_KEYS), task, conversational=False)
-
-
-def read_for_training(
-    path: str | os.PathLike[str], task: ToyTask, *, paired: bool
-) -> tuple[UnpairedDataset | PairedDataset, list[str]]:
-    """Read a dataset in any of the formats TRL's trainers read, for a paired or unpaired loss.
-
-    The format is told by the first record's keys, and every record must then hold them:
-
-    - unpaired ``{"prompt", "completion", "label"}`` (what ``KTOTrainer`` reads);
-    - paired ``{"prompt", "chosen", "rejected"}`` (what ``DPOTrainer`` reads). For an
-      unpaired loss (``paired=False``) the pairs are unpaired as ``KTOTrainer`` unpairs them
-      (:func:`~minikto.data.feedback.unpair`): every chosen completion becomes a desirable
-      example and every rejected one an undesirable example, 2N examples from N pairs;
-    - either one conversational: ``prompt`` a list holding one ``{"role": "user",
-      "content": ...}`` message and each completion a list holding one ``{"role":
-      "assistant", "content": ...}`` message. The contents are read as text. A conversation
-      of several messages (multi-turn, or with a system message) is refused: the toy's
-      prompts are single requests.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        A JSON Lines file.
-    task : ToyTask
-        Turns the text into ids.
-    paired : bool
-        True for a paired loss (DPO), which needs paired records.
-
-    Returns
-    -------
-    dataset : UnpairedDataset or PairedDataset
-        Paired exactly when ``paired`` is True.
-    notes : list of str
-        One line per thing a user should know about the reading (the format found, the
-        unpairing), for the training log.
-
-    Raises
-    ------
-    DatasetFormatError
-        On bad content, on unpaired records for a paired loss, on the implicit-prompt format
-        (no ``prompt`` key) and on multi-turn conversations, naming the file and the line.
-    """
-    _check_task(task)
-    if not isinstance(paired, bool):
-        raise TypeError(f"paired: expected a bool; got {paired!r}")
-    records = list(_records(path, ()))
-    line, first = records[0]
-    file_paired = _paired_format(path, line, first, paired)
-    keys = _PAIRED_KEYS if file_paired else _UNPAIRED_KEYS
-    for number, record in records:
-        _require_keys(path, number, record, keys)
-    conversational = any(isinstance(record.get("prompt"), list) for _, record in records)
-    style = "conversational " if conversational else ""
-    notes = [f"{os.fspath(path)}: TRL's {style}{'paired' if file_paired else 'unpaired'} "
-             f"format ({', '.join(keys)}), {len(records)} records"]
-    if conversational:
-        notes.append("conversational records: read the content of each single-message "
-                     "prompt and completion")
-    if not file_paired:
-        return _unpaired(path, records, task, conversational=True), notes
-    pairs = _paired(path, records, task, conversational=True)
-    if paired:
-        return pairs, notes
-    notes.append(
-        f"unpaired the {len(pairs)} pairs as TRL's KTOTrainer does: each chosen completion "
-        f"a desirable example, each rejected one undesirable ({2 * len(pairs)} examples)"
-    )
-    return unpair(pairs), notes
-
-
-def _paired_format(path: str | os.PathLike[str], line: int, record: dict, paired: bool) -> bool:
-    """Whether the first record is paired; refuses what neither format nor the loss can take."""
-    if "chosen" in record or "rejected" in record:
-        if "prompt" not in record:
-            raise DatasetFormatError(
-                path, line, "missing key 'prompt': TRL's implicit-prompt format (the prompt "
-                "inside 'chosen' and 'rejected') is not read; give the prompt as its own key "
-                "'prompt' and only the completions in 'chosen' and 'rejected'"
-            )
-        return True
-    if "completion" in record or "label" in record:
-        if paired:
-            raise DatasetFormatError(
-                path, line, "missing key 'chosen': a paired loss (dpo) needs TRL's paired "
-                f"records with the keys {', '.join(map(repr, _PAIRED_KEYS))}; got an unpaired "
-                f"record ({', '.join(map(repr, record))}), and unpaired feedback cannot be "
-                "paired: use an unpaired loss (kto, apo_zero_unpaired, sft)"
-            )
-        return False
-    raise DatasetFormatError(
-        path, line, f"expected TRL's unpaired keys {', '.join(map(repr, _UNPAIRED_KEYS))} or "
-        f"paired keys {', '.join(map(repr, _PAIRED_KEYS))}; got "
-        f"{', '.join(map(repr, record)) or 'none'}"
-    )
+    return _paired(path, _records(path, _PAIRED_KEYS), task, _string)
 
 
 def _unpaired(path: str | os.PathLike[str], records: Iterable[tuple[int, dict]], task: ToyTask,
-              *, conversational: bool) -> UnpairedDataset:
+              text: _TextReader) -> UnpairedDataset:
+    """Unpaired records -> a dataset; ``text(path, line, record, key)`` reads each field."""
     prompts, responses, labels = [], [], []
     for line, record in records:
-        prompts.append(_prompt(path, line, _text(path, line, record, "prompt", conversational),
-                               task))
-        responses.append(_response(path, line, record, "completion", task, conversational))
+        prompts.append(_prompt(path, line, text(path, line, record, "prompt"), task))
+        responses.append(_response(path, line, record, "completion", task, text))
         label = record["label"]
         if not isinstance(label, bool):
             raise DatasetFormatError(
@@ -280,13 +188,13 @@ def _unpaired(path: str | os.PathLike[str], records: Iterable[tuple[int, dict]],
 
 
 def _paired(path: str | os.PathLike[str], records: Iterable[tuple[int, dict]], task: ToyTask,
-            *, conversational: bool) -> PairedDataset:
+            text: _TextReader) -> PairedDataset:
+    """Paired records -> a dataset; ``text(path, line, record, key)`` reads each field."""
     prompts, chosen, rejected = [], [], []
     for line, record in records:
-        prompts.append(_prompt(path, line, _text(path, line, record, "prompt", conversational),
-                               task))
-        chosen.append(_response(path, line, record, "chosen", task, conversational))
-        rejected.append(_response(path, line, record, "rejected", task, conversational))
+        prompts.append(_prompt(path, line, text(path, line, record, "prompt"), task))
+        chosen.append(_response(path, line, record, "chosen", task, text))
+        rejected.append(_response(path, line, record, "rejected", task, text))
     return PairedDataset(np.array(prompts), np.stack(chosen), np.stack(rejected))
 
 
@@ -385,43 +293,20 @@ def _prompt(path: str | os.PathLike[str], number: int, value: Any, task: ToyTask
 
 
 def _response(path: str | os.PathLike[str], number: int, record: dict, key: str,
-              task: ToyTask, conversational: bool) -> np.ndarray:
-    value = _text(path, number, record, key, conversational)
+              task: ToyTask, text: _TextReader) -> np.ndarray:
+    value = text(path, number, record, key)
     try:
         return task.encode_response(value, name=key)
     except ValueError as err:  # unknown word, empty, longer than T, words after the end
         raise DatasetFormatError(path, number, str(err)) from None
 
 
-def _text(path: str | os.PathLike[str], number: int, record: dict, key: str,
-          conversational: bool) -> str:
-    """A field's text: a JSON string, or (``conversational``) the content of one message."""
+def _string(path: str | os.PathLike[str], number: int, record: dict, key: str) -> str:
+    """A field's text, which must be a JSON string."""
     value = record[key]
-    if isinstance(value, str):
-        return value
-    if not conversational or not isinstance(value, list):
-        also = " or a single-turn conversation" if conversational else ""
-        raise DatasetFormatError(
-            path, number, f"{key}: expected a JSON string{also}; got {_kind(value)}"
-        )
-    role = "user" if key == "prompt" else "assistant"
-    for message in value:
-        if (not isinstance(message, dict) or not isinstance(message.get("role"), str)
-                or not isinstance(message.get("content"), str)):
-            raise DatasetFormatError(
-                path, number, f"{key}: expected messages {{\"role\": ..., \"content\": ...}} "
-                f"with string values; got {_kind(message)}"
-            )
-    roles = [message["role"] for message in value]
-    if roles != [role]:
-        raise DatasetFormatError(
-            path, number, f"{key}: expected a single-turn conversation, one {role!r} message; "
-            f"got {len(roles)} messages with the roles {roles}. Multi-turn conversations are "
-            f"not read (the toy's prompts are single requests): keep the last user message as "
-            f"'prompt' and the assistant's answer as the completion, or write the standard "
-            f"format with strings"
-        )
-    return value[0]["content"]
+    if not isinstance(value, str):
+        raise DatasetFormatError(path, number, f"{key}: expected a JSON string; got {_kind(value)}")
+    return value
 
 
 def _completion(task: ToyTask, ids: np.ndarray) -> str:
@@ -478,3 +363,13 @@ def _atomic_write(path: str | os.PathLike[str], records: Iterable[dict]) -> None
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False))
             f.write("\n")
+
+
+def __getattr__(name: str) -> Any:
+    """``read_for_training`` lives in :mod:`minikto.data.trl_formats`, which builds on this
+    module; it is imported on first use so that either module can be imported first."""
+    if name == "read_for_training":
+        from .trl_formats import read_for_training
+
+        return read_for_training
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
