@@ -61,7 +61,6 @@ from .toy import ToyTask, check_responses
 
 __all__ = [
     "DatasetFormatError",
-    "read_for_training",
     "read_paired",
     "read_unpaired",
     "write_paired",
