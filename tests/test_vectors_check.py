@@ -258,3 +258,21 @@ def test_a_file_that_grows_while_it_is_read_is_refused(tmp_path, monkeypatch):
 def test_a_directory_is_an_is_a_directory_error_naming_it(tmp_path):
     with pytest.raises(IsADirectoryError, match=f"got the directory {tmp_path}"):
         open_user_file(tmp_path)
+
+
+def test_a_failed_write_names_the_users_file_not_the_temporary_one(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "vectors.json"
+    path.write_text("old")
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(src))
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError) as caught:
+        write_vectors(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: could not write the vectors file: No space left")
+    assert ".tmp" not in message and caught.value.errno == errno.ENOSPC
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]

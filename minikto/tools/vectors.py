@@ -209,13 +209,25 @@ def write_vectors(path: str | os.PathLike, vectors: dict | None = None) -> Path:
     reader sees the old file or the new one, never half of one. A new file gets the usual
     permissions (``0o666`` less the umask), a replaced one keeps its own. Returns the path
     written.
+
+    Raises
+    ------
+    ValueError
+        If the folder does not exist, or ``vectors`` holds NaN or infinity.
+    OSError
+        If writing fails (a full disk...), naming ``path``; the old file is then intact.
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise ValueError(f"path: expected a file in an existing folder; got {str(path)!r}")
     text = json.dumps(make_vectors() if vectors is None else vectors, indent=2, allow_nan=False)
-    with atomic_write(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text + "\n")
+    try:
+        with atomic_write(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text + "\n")
+    except OSError as err:  # name the user's file, not the hidden temporary one
+        error = type(err)(f"{path}: could not write the vectors file: {err.strerror or err}")
+        error.errno = err.errno
+        raise error from err
     return path
 
 
