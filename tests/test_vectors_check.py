@@ -276,3 +276,38 @@ def test_a_failed_write_names_the_users_file_not_the_temporary_one(tmp_path, mon
     assert message.startswith(f"{path}: could not write the vectors file: No space left")
     assert ".tmp" not in message and caught.value.errno == errno.ENOSPC
     assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"x", "expected a JSON vectors file"), (b"\xff", "expected a JSON vectors file"),
+     (b"[1, 2]", "expected a JSON object; got list")],
+)
+def test_a_file_that_is_not_a_json_object_is_refused_naming_it(tmp_path, content, message):
+    path = tmp_path / "v.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"vectors file {path}: {message}"):
+        check_vectors(path)
+
+
+def test_a_stored_output_of_the_wrong_shape_is_named():
+    def longer(vectors):
+        case(vectors, "kto_mixed")["outputs"]["losses"].append(0.5)
+
+    (failure,) = check_vectors(tampered(longer))
+    assert failure == "kto_mixed: losses: stored shape (9,), computed shape (8,)"
+
+
+def test_a_dataset_that_grows_while_it_is_read_is_refused_at_its_line(tmp_path, monkeypatch):
+    import minikto.data.jsonl as jsonl
+    from minikto.data.toy import default_task
+
+    line = b'{"prompt": "greet a friend", "completion": " hello .", "label": true}\n'
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(line * 3)
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result(
+        (*real_fstat(fd)[:6], len(line), *real_fstat(fd)[7:])))
+    monkeypatch.setattr(jsonl, "MAX_DATA_BYTES", len(line) + 1)
+    with pytest.raises(jsonl.DatasetFormatError, match=r"line 2: the file grew past"):
+        jsonl.read_unpaired(path, default_task())
