@@ -107,10 +107,10 @@ CONVENTIONS = {
     "grad_z0 * grad_kl_policy_logps[j]",
     "z0_gradient_outputs": ["grad_z0", "grad_kl_policy_logps"],
     "clamp_gradient_at_zero": "where the mean is exactly 0, d z0 / d kl_policy_logps[j] = "
-    "1/B: the gradient passes, as where(m >= 0, m, 0) gives. Measured elsewhere: "
-    "torch.clamp(m, min=0) and torch.relu give 0 there, torch.maximum(m, 0) half; in JAX "
-    "jax.nn.relu gives 0 and jnp.maximum and jnp.clip half. Case kl_at_zero holds this "
-    "point",
+    "1/B: the gradient passes, as where(m >= 0, m, 0) gives. Library clamps differ at "
+    "that point (PyTorch 2.14, JAX 0.10): torch.clamp(m, min=0), torch.relu and "
+    "jax.nn.relu give 0, torch.maximum and jnp.maximum and jnp.clip give 1/(2B). Case "
+    "kl_at_zero holds this point",
 }
 
 
