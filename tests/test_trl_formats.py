@@ -15,13 +15,9 @@ import numpy as np
 import pytest
 
 from minikto.data.feedback import PairedDataset, UnpairedDataset, sample_paired, unpair
-from minikto.data.jsonl import (
-    DatasetFormatError,
-    read_for_training,
-    read_paired,
-    write_paired,
-)
+from minikto.data.jsonl import DatasetFormatError, read_paired, write_paired
 from minikto.data.toy import bandit_task, default_task
+from minikto.data.trl_formats import read_for_training
 from minikto.tools.cli import main
 
 TASK = default_task()

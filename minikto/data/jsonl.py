@@ -13,7 +13,7 @@ into the two words; with the space the joined text is the words of the prompt fo
 the words of the completion. The readers split on whitespace, so they accept completions
 with or without it.
 
-:func:`~minikto.data.trl_formats.read_for_training` (also importable from here) reads what
+:func:`~minikto.data.trl_formats.read_for_training` (built on this module) reads what
 TRL's ``KTOTrainer`` and ``DPOTrainer`` read: either format, and their conversational forms
 (values as lists of ``{"role", "content"}`` messages), as long as each holds a single turn.
 
@@ -362,13 +362,3 @@ def _atomic_write(path: str | os.PathLike[str], records: Iterable[dict]) -> None
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False))
             f.write("\n")
-
-
-def __getattr__(name: str) -> Any:
-    """``read_for_training`` lives in :mod:`minikto.data.trl_formats`, which builds on this
-    module; it is imported on first use so that either module can be imported first."""
-    if name == "read_for_training":
-        from .trl_formats import read_for_training
-
-        return read_for_training
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

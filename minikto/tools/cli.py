@@ -75,8 +75,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     from ..data.feedback import sample_paired, sample_unpaired
-    from ..data.jsonl import read_for_training
     from ..data.toy import bandit_task, default_task
+    from ..data.trl_formats import read_for_training
     from ..exact import ExactEvaluator
     from ..training.config import KTOConfig
     from ..training.train import train
