@@ -61,8 +61,8 @@ def test_written_records_are_trl_prompt_completion_label_objects(tmp_path):
     write_unpaired(tmp_path / "kto.jsonl", data, TASK)
     lines = (tmp_path / "kto.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == [
-        {"prompt": "greet a friend", "completion": "hello friend .", "label": True},
-        {"prompt": "praise the food", "completion": "great tasty food", "label": False},
+        {"prompt": "greet a friend", "completion": " hello friend .", "label": True},
+        {"prompt": "praise the food", "completion": " great tasty food", "label": False},
     ]
 
 
@@ -70,7 +70,7 @@ def test_written_pairs_are_trl_prompt_chosen_rejected_objects(tmp_path):
     path = write_bytes(tmp_path, GOOD_PAIR)
     write_paired(path, read_paired(path, TASK), TASK)
     assert path.read_bytes() == (
-        b'{"prompt": "greet a friend", "chosen": "hello friend .", "rejected": "whatever ."}\n'
+        b'{"prompt": "greet a friend", "chosen": " hello friend .", "rejected": " whatever ."}\n'
     )
 
 

@@ -26,6 +26,16 @@ CASES = {case["name"]: case for case in VECTORS["cases"]}
 DOC = Path(__file__).resolve().parents[1] / "docs" / "VECTORS.md"
 
 INPUT_KEYS = {
+    "kto_loss_from_token_logps": {
+        "policy_token_logps",
+        "reference_token_logps",
+        "completion_mask",
+        "desirable",
+        "z0",
+        "beta",
+        "desirable_weight",
+        "undesirable_weight",
+    },
     "kto_loss": {
         "policy_logps",
         "reference_logps",
@@ -46,6 +56,15 @@ INPUT_KEYS = {
 }
 OUTPUT_KEYS = {
     "kto_loss": {"loss", "losses", "rewards", "grad_policy_logps", "grad_z0"},
+    "kto_loss_from_token_logps": {
+        "policy_logps",
+        "reference_logps",
+        "loss",
+        "losses",
+        "rewards",
+        "grad_policy_token_logps",
+        "grad_z0",
+    },
     "kl_estimate": {"z0", "grad_kl_policy_logps"},
     "dpo_loss": {
         "loss",
@@ -84,7 +103,7 @@ def test_vectors_are_deterministic(tmp_path):
 
 
 def test_file_has_every_documented_key():
-    assert list(VECTORS) == ["format", "version", "minikto_version", "cases"]
+    assert list(VECTORS) == ["format", "version", "minikto_version", "conventions", "cases"]
     assert VECTORS["format"] == FORMAT == "minikto-vectors"
     assert VECTORS["version"] == VERSION == 1
     assert VECTORS["minikto_version"] == minikto.__version__
@@ -95,7 +114,13 @@ def test_file_has_every_documented_key():
         assert set(case["inputs"]) == INPUT_KEYS[function], case["name"]
         assert set(case["outputs"]) == OUTPUT_KEYS[function], case["name"]
         for key, value in {**case["inputs"], **case["outputs"]}.items():
-            if key == "desirable":
+            if key in ("policy_token_logps", "reference_token_logps", "completion_mask",
+                       "grad_policy_token_logps"):
+                width = len(value[0])
+                assert len(value) == batch and all(len(row) == width for row in value), key
+                kind = bool if key == "completion_mask" else float
+                assert all(type(v) is kind for row in value for v in row), key
+            elif key == "desirable":
                 assert len(value) == batch and all(isinstance(v, bool) for v in value)
             elif isinstance(value, list):
                 assert len(value) == batch and all(type(v) is float for v in value), key
@@ -109,7 +134,7 @@ def test_file_has_every_documented_key():
 
 
 def test_every_listed_edge_case_is_present():
-    kto = [c for c in VECTORS["cases"] if c["function"] == "kto_loss"]
+    kto = [c for c in VECTORS["cases"] if c["function"].startswith("kto_loss")]
     dpo = [c for c in VECTORS["cases"] if c["function"] == "dpo_loss"]
     assert any(all(c["inputs"]["desirable"]) for c in kto)  # only desirable
     assert any(not any(c["inputs"]["desirable"]) for c in kto)  # only undesirable
@@ -138,6 +163,7 @@ def test_every_listed_edge_case_is_present():
         "kto_tiny_beta",
         "kto_large_beta",
         "kto_batch_of_one",
+        "kto_tokens_summed",
         "dpo_policy_equals_reference",
         "dpo_mixed",
         "dpo_saturated",
@@ -191,7 +217,16 @@ def test_stored_sums_do_not_depend_on_the_summation_order():
     eps, rtol, atol = np.finfo(np.float64).eps, 1e-12, 1e-15
     for case in VECTORS["cases"]:
         inputs, outputs = case["inputs"], case["outputs"]
-        if case["function"] == "kto_loss":
+        if case["function"] == "kto_loss_from_token_logps":
+            grads = np.asarray(outputs["grad_policy_token_logps"])
+            mask = np.asarray(inputs["completion_mask"])
+            for key in ("policy_token_logps", "reference_token_logps"):  # the masked sums
+                for row, keep in zip(np.asarray(inputs[key]), mask, strict=True):
+                    bound = keep.sum() * eps * np.sum(np.abs(row[keep]))
+                    assert bound <= atol + rtol * abs(np.sum(row[keep])), case["name"]
+            terms = np.array([g[m][0] for g, m in zip(grads, mask, strict=True)])
+            total = outputs["grad_z0"]
+        elif case["function"].startswith("kto_loss"):
             terms, total = np.asarray(outputs["grad_policy_logps"]), outputs["grad_z0"]
         elif case["function"] == "kl_estimate":
             terms = np.subtract(inputs["kl_policy_logps"], inputs["kl_reference_logps"])
@@ -241,6 +276,21 @@ def test_gradients_agree_with_finite_differences_of_the_losses(name):
             numeric.append((moved["z0"] - base) / (up[j] - x[j]))
         _assert_close(outputs["grad_kl_policy_logps"], np.asarray(numeric), 1e-10)
         return
+    if case["function"] == "kto_loss_from_token_logps":
+        # every token, masked or not: central differences of the batch loss
+        x = np.asarray(inputs["policy_token_logps"])
+        eps, numeric = 1e-4, np.zeros_like(x)
+        for index in np.ndindex(x.shape):
+            moved = []
+            for step in (eps, -eps):
+                y = x.copy()
+                y[index] += step
+                moved_inputs = {**inputs, "policy_token_logps": y.tolist()}
+                moved.append(compute_outputs(case["function"], moved_inputs)["loss"])
+            numeric[index] = (moved[0] - moved[1]) / (2 * eps)
+        _assert_close(outputs["grad_policy_token_logps"], numeric, 1e-10)
+        assert np.all(numeric[~np.asarray(inputs["completion_mask"])] == 0.0)
+        return
 
     eps = 1e-5 / inputs["beta"]
     wrt = {
@@ -281,7 +331,8 @@ def test_check_vectors_reports_missing_outputs_and_unknown_functions():
     tampered["cases"][1]["function"] = "ipo_loss"
     failures = check_vectors(tampered)
     assert failures[0] == "kl_positive: output 'z0' is missing from the file"
-    assert failures[1].startswith("kl_clamped: cannot recompute (ValueError: function:")
+    assert failures[1].startswith("kl_clamped: function: expected one of [")
+    assert failures[1].endswith("got string 'ipo_loss'")
 
 
 def test_check_vectors_refuses_another_format():
@@ -323,12 +374,125 @@ def test_write_vectors_refuses_nan_and_a_missing_folder(tmp_path):
 # The PyTorch snippet of docs/VECTORS.md runs and passes (when torch is installed)
 
 
-def test_the_documented_pytorch_check_passes(tmp_path, monkeypatch):
-    pytest.importorskip("torch")
+def _documented_snippet():
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
     (snippet,) = [b for b in blocks if "import torch" in b]
+    return snippet
+
+
+def _run_snippet(snippet, tmp_path, monkeypatch):
     write_vectors(tmp_path / "minikto_vectors.json")
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__main__"}
     exec(compile(snippet, str(DOC), "exec"), namespace)
+    return namespace
+
+
+def _z0_gradient_count():
+    names = set(VECTORS["conventions"]["z0_gradient_outputs"])
+    return sum(len(names & set(case["outputs"])) for case in VECTORS["cases"])
+
+
+def test_the_documented_pytorch_check_passes_with_z0_detached_as_trl_does(tmp_path,
+                                                                         monkeypatch):
+    pytest.importorskip("torch")
+    snippet = _documented_snippet()
+    assert "DETACH_Z0 = True" in snippet and "return mean.detach().clamp(min=0)" in snippet
+    namespace = _run_snippet(snippet, tmp_path, monkeypatch)
     assert namespace["checked"] == len(VECTORS["cases"])
+    assert namespace["skipped"] == _z0_gradient_count() > 0
+
+
+def test_the_documented_pytorch_check_passes_with_the_gradient_through_z0(tmp_path,
+                                                                         monkeypatch):
+    pytest.importorskip("torch")
+    snippet = _documented_snippet().replace("DETACH_Z0 = True", "DETACH_Z0 = False")
+    namespace = _run_snippet(snippet, tmp_path, monkeypatch)
+    assert namespace["checked"] == len(VECTORS["cases"]) and namespace["skipped"] == 0
+
+
+@pytest.mark.parametrize(
+    ("wrong", "right", "case"),
+    [
+        # averaging the tokens instead of summing them
+        ("return (token_logps * completion_mask).sum(-1)",
+         "return (token_logps * completion_mask).sum(-1) / completion_mask.sum(-1)",
+         "kto_tokens_summed"),
+        # torch.clamp passes no gradient at exactly 0
+        ("return torch.where(mean >= 0, mean, 0.0)", "return mean.clamp(min=0)", "kl_at_zero"),
+    ],
+)
+def test_the_documented_check_catches_a_port_that_averages_tokens_or_clamps_with_torch(
+        tmp_path, monkeypatch, wrong, right, case):
+    pytest.importorskip("torch")
+    snippet = _documented_snippet().replace("DETACH_Z0 = True", "DETACH_Z0 = False")
+    assert wrong in snippet
+    with pytest.raises(AssertionError, match=case):
+        _run_snippet(snippet.replace(wrong, right), tmp_path, monkeypatch)
+
+
+def test_the_clamp_gradients_at_zero_are_as_documented_for_torch():
+    torch = pytest.importorskip("torch")
+    doc = DOC.read_text(encoding="utf-8")
+    zero = torch.zeros((), dtype=torch.float64)
+    ways = {
+        "torch.where(m >= 0, m, 0.0)": (lambda m: torch.where(m >= 0, m, 0.0), 1.0),
+        "torch.clamp(m, min=0)": (lambda m: torch.clamp(m, min=0), 0.0),
+        "torch.clamp_min(m, 0)": (lambda m: torch.clamp_min(m, 0), 0.0),
+        "torch.relu(m)": (torch.relu, 0.0),
+        "torch.maximum(m, zero)": (lambda m: torch.maximum(m, zero), 0.5),
+        "torch.clamp(m, min=zero_tensor)": (lambda m: torch.clamp(m, min=zero), 0.5),
+    }
+    batch = 4
+    for text, (clamp, share) in ways.items():
+        assert f"`{text}`" in doc, text
+        x = torch.zeros(batch, dtype=torch.float64, requires_grad=True)
+        clamp(x.mean()).backward()
+        assert x.grad.tolist() == [share / batch] * batch, text
+
+
+# ------------------------------------------------------------------------------------------
+# The conventions object and the token-level case
+
+
+def test_the_conventions_object_states_every_rule_a_port_needs():
+    conventions = VECTORS["conventions"]
+    assert set(conventions) == {
+        "dtype", "units", "logps", "logratio", "rewards", "loss", "gradients", "z0",
+        "z0_detached", "z0_gradient_outputs", "clamp_gradient_at_zero",
+    }
+    assert conventions["z0_gradient_outputs"] == ["grad_z0", "grad_kl_policy_logps"]
+    assert "SUM" in conventions["logps"] and "float64" in conventions["dtype"]
+    assert "batch-grad" in conventions["z0_detached"]
+    assert "where(m >= 0, m, 0)" in conventions["clamp_gradient_at_zero"]
+    outputs = {key for case in VECTORS["cases"] for key in case["outputs"]}
+    assert set(conventions["z0_gradient_outputs"]) <= outputs
+
+
+def test_the_token_case_sums_over_the_mask_and_averaging_would_change_every_output():
+    case = CASES["kto_tokens_summed"]
+    inputs, outputs = case["inputs"], case["outputs"]
+    tokens = np.asarray(inputs["policy_token_logps"])
+    mask = np.asarray(inputs["completion_mask"])
+    lengths = mask.sum(axis=1)
+    assert (~mask[:, 0]).all() and (~mask).sum(axis=1).min() >= 1  # prompt tokens masked
+    assert len(set(lengths.tolist())) >= 3  # completions of different lengths
+    np.testing.assert_allclose(outputs["policy_logps"], np.where(mask, tokens, 0).sum(axis=1),
+                               rtol=1e-15)
+    averaged = {**inputs}
+    for key in ("policy_token_logps", "reference_token_logps"):
+        rows = np.asarray(inputs[key])
+        averaged[key] = (rows / lengths[:, None]).tolist()
+    wrong = compute_outputs(case["function"], averaged)
+    assert abs(wrong["loss"] - outputs["loss"]) > 1e-6
+    ignored = {**inputs, "completion_mask": np.ones_like(mask).tolist()}
+    assert abs(compute_outputs(case["function"], ignored)["loss"] - outputs["loss"]) > 1e-6
+
+
+def test_a_new_vectors_file_gets_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_vectors(tmp_path / "vectors.json")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -149,9 +149,17 @@ def unpair(paired: PairedDataset) -> UnpairedDataset:
     """Paired -> unpaired: every chosen response desirable, every rejected one undesirable.
 
     Row ``2i`` is the chosen response of pair ``i`` and row ``2i + 1`` its rejected one, so
-    2N examples, half of each kind. TRL's ``unpair_preference_dataset`` makes the same
-    examples but concatenates the chosen and rejected blocks (of each chunk of 1000 pairs)
-    and relies on shuffling; interleaving keeps both kinds in any slice taken in order.
+    2N examples, half of each kind.
+
+    TRL's ``unpair_preference_dataset`` makes the same examples in another order: for each
+    chunk of 1000 pairs, the 1000 chosen completions, then the 1000 rejected ones. And TRL
+    0.19's ``KTOTrainer`` does not shuffle: it reads its dataset in order (a sequential
+    sampler, so that each batch's mismatched pairs line up with its examples). In TRL's
+    unpaired order, then, whole batches hold a single label, the reference point and the
+    loss see one kind at a time, and the metrics of the missing kind are empty; shuffle the
+    dataset yourself before ``KTOTrainer`` (``dataset.shuffle(seed=...)``). Here the two
+    kinds alternate, so any slice taken in order holds both; minikto's training loop
+    shuffles every epoch in any case.
     """
     if not isinstance(paired, PairedDataset):
         raise TypeError(f"paired: expected a PairedDataset; got {type(paired).__name__}")

@@ -2,9 +2,20 @@
 
 One JSON object per line, text rather than ids, so a file reads like data people collect:
 
-- unpaired (KTO): ``{"prompt": "greet a friend", "completion": "hello friend .", "label": true}``
-- paired (DPO): ``{"prompt": "greet a friend", "chosen": "hello friend .",
-  "rejected": "whatever ."}``
+- unpaired (KTO): ``{"prompt": "greet a friend", "completion": " hello friend .", "label": true}``
+- paired (DPO): ``{"prompt": "greet a friend", "chosen": " hello friend .",
+  "rejected": " whatever ."}``
+
+Completions are written with a leading space. TRL tokenises ``prompt + completion``, the two
+strings joined with nothing in between, so ``"greet a friend" + "hello friend ."`` would
+read ``"greet a friendhello friend ."``, whose word ``friendhello`` no tokenizer splits back
+into the two words; with the space the joined text is the words of the prompt followed by
+the words of the completion. The readers split on whitespace, so they accept completions
+with or without it.
+
+:func:`~minikto.data.trl_formats.read_for_training` (built on this module) reads what
+TRL's ``KTOTrainer`` and ``DPOTrainer`` read: either format, and their conversational forms
+(values as lists of ``{"role", "content"}`` messages), as long as each holds a single turn.
 
 Text and ids are converted through a :class:`~minikto.data.toy.ToyTask`: a prompt must be one of
 the task's prompt texts (exact match); a completion is words of the vocabulary separated by
@@ -29,20 +40,23 @@ longer than T tokens, or words after the end token; a file without records is an
 - ``\\r\\n`` line endings are accepted;
 - extra keys are ignored: TRL datasets often carry more columns (ids, scores, sources).
 
-A file that cannot be opened raises the usual ``OSError``.
+A file that cannot be opened raises the usual ``OSError``; what is not a regular file (a
+FIFO, ``/dev/zero``) or is over :data:`~minikto.data.files.MAX_DATA_BYTES` raises
+``ValueError`` before anything is read (:func:`~minikto.data.files.open_user_file`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .atomic import atomic_write
 from .feedback import PairedDataset, UnpairedDataset
+from .files import MAX_DATA_BYTES, open_user_file
 from .toy import ToyTask, check_responses
 
 __all__ = [
@@ -52,6 +66,9 @@ __all__ = [
     "write_paired",
     "write_unpaired",
 ]
+
+#: Reads one field's text: (path, line, record, key) -> str, or a DatasetFormatError.
+_TextReader = Callable[[Any, int, dict, str], str]
 
 _UNPAIRED_KEYS = ("prompt", "completion", "label")
 _PAIRED_KEYS = ("prompt", "chosen", "rejected")
@@ -98,7 +115,7 @@ def write_unpaired(path: str | os.PathLike[str], dataset: UnpairedDataset, task:
         raise TypeError(f"dataset: expected an UnpairedDataset; got {type(dataset).__name__}")
     _check_fits(task, dataset.prompts, responses=dataset.responses)
     records = (
-        {"prompt": task.prompts[x], "completion": task.decode(y), "label": bool(label)}
+        {"prompt": task.prompts[x], "completion": _completion(task, y), "label": bool(label)}
         for x, y, label in zip(dataset.prompts, dataset.responses, dataset.desirable,
                                strict=True)
     )
@@ -117,7 +134,8 @@ def write_paired(path: str | os.PathLike[str], dataset: PairedDataset, task: Toy
         raise TypeError(f"dataset: expected a PairedDataset; got {type(dataset).__name__}")
     _check_fits(task, dataset.prompts, chosen=dataset.chosen, rejected=dataset.rejected)
     records = (
-        {"prompt": task.prompts[x], "chosen": task.decode(c), "rejected": task.decode(r)}
+        {"prompt": task.prompts[x], "chosen": _completion(task, c),
+         "rejected": _completion(task, r)}
         for x, c, r in zip(dataset.prompts, dataset.chosen, dataset.rejected, strict=True)
     )
     _atomic_write(path, records)
@@ -137,17 +155,7 @@ def read_unpaired(path: str | os.PathLike[str], task: ToyTask) -> UnpairedDatase
         On any bad content (see the module docstring), naming the file and the line.
     """
     _check_task(task)
-    prompts, responses, labels = [], [], []
-    for line, record in _records(path, _UNPAIRED_KEYS):
-        prompts.append(_prompt(path, line, record["prompt"], task))
-        responses.append(_response(path, line, record, "completion", task))
-        label = record["label"]
-        if not isinstance(label, bool):
-            raise DatasetFormatError(
-                path, line, f"label: expected a JSON boolean true or false; got {_kind(label)}"
-            )
-        labels.append(label)
-    return UnpairedDataset(np.array(prompts), np.stack(responses), np.array(labels, dtype=bool))
+    return _unpaired(path, _records(path, _UNPAIRED_KEYS), task, _string)
 
 
 def read_paired(path: str | os.PathLike[str], task: ToyTask) -> PairedDataset:
@@ -159,11 +167,33 @@ def read_paired(path: str | os.PathLike[str], task: ToyTask) -> PairedDataset:
         On any bad content (see the module docstring), naming the file and the line.
     """
     _check_task(task)
+    return _paired(path, _records(path, _PAIRED_KEYS), task, _string)
+
+
+def _unpaired(path: str | os.PathLike[str], records: Iterable[tuple[int, dict]], task: ToyTask,
+              text: _TextReader) -> UnpairedDataset:
+    """Unpaired records -> a dataset; ``text(path, line, record, key)`` reads each field."""
+    prompts, responses, labels = [], [], []
+    for line, record in records:
+        prompts.append(_prompt(path, line, text(path, line, record, "prompt"), task))
+        responses.append(_response(path, line, record, "completion", task, text))
+        label = record["label"]
+        if not isinstance(label, bool):
+            raise DatasetFormatError(
+                path, line, f"label: expected a JSON boolean true or false; got {_kind(label)}"
+            )
+        labels.append(label)
+    return UnpairedDataset(np.array(prompts), np.stack(responses), np.array(labels, dtype=bool))
+
+
+def _paired(path: str | os.PathLike[str], records: Iterable[tuple[int, dict]], task: ToyTask,
+            text: _TextReader) -> PairedDataset:
+    """Paired records -> a dataset; ``text(path, line, record, key)`` reads each field."""
     prompts, chosen, rejected = [], [], []
-    for line, record in _records(path, _PAIRED_KEYS):
-        prompts.append(_prompt(path, line, record["prompt"], task))
-        chosen.append(_response(path, line, record, "chosen", task))
-        rejected.append(_response(path, line, record, "rejected", task))
+    for line, record in records:
+        prompts.append(_prompt(path, line, text(path, line, record, "prompt"), task))
+        chosen.append(_response(path, line, record, "chosen", task, text))
+        rejected.append(_response(path, line, record, "rejected", task, text))
     return PairedDataset(np.array(prompts), np.stack(chosen), np.stack(rejected))
 
 
@@ -173,9 +203,13 @@ def read_paired(path: str | os.PathLike[str], task: ToyTask) -> PairedDataset:
 
 def _records(path: str | os.PathLike[str], keys: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
     """Yield (line number, JSON object holding ``keys``) for every non-blank line."""
-    count = 0
-    with open(path, "rb") as f:
+    count = size = 0
+    with open_user_file(path, max_bytes=MAX_DATA_BYTES) as f:
         for number, raw in enumerate(f, start=1):
+            size += len(raw)
+            if size > MAX_DATA_BYTES:
+                raise DatasetFormatError(path, number, f"the file grew past {MAX_DATA_BYTES} "
+                                         "bytes while it was read")
             complete = raw.endswith(b"\n")  # False only on a last line without a newline
             raw = raw.rstrip(b"\n").removesuffix(b"\r")
             if number == 1:
@@ -190,17 +224,22 @@ def _records(path: str | os.PathLike[str], keys: tuple[str, ...]) -> Iterator[tu
             if not text.strip():
                 continue
             record = _parse(path, number, text, complete)
-            missing = [k for k in keys if k not in record]
-            if missing:
-                raise DatasetFormatError(
-                    path, number, f"missing key {missing[0]!r}: expected the keys "
-                    f"{', '.join(map(repr, keys))}; got {', '.join(map(repr, record)) or 'none'}"
-                )
+            _require_keys(path, number, record, keys)
             count += 1
             yield number, record
     if count == 0:
         raise DatasetFormatError(path, None, "no records: the file is empty or holds only "
                                  "blank lines")
+
+
+def _require_keys(path: str | os.PathLike[str], number: int, record: dict,
+                  keys: tuple[str, ...]) -> None:
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise DatasetFormatError(
+            path, number, f"missing key {missing[0]!r}: expected the keys "
+            f"{', '.join(map(repr, keys))}; got {', '.join(map(repr, record)) or 'none'}"
+        )
 
 
 class _DuplicateKey(ValueError):
@@ -253,14 +292,25 @@ def _prompt(path: str | os.PathLike[str], number: int, value: Any, task: ToyTask
 
 
 def _response(path: str | os.PathLike[str], number: int, record: dict, key: str,
-              task: ToyTask) -> np.ndarray:
-    value = record[key]
-    if not isinstance(value, str):
-        raise DatasetFormatError(path, number, f"{key}: expected a JSON string; got {_kind(value)}")
+              task: ToyTask, text: _TextReader) -> np.ndarray:
+    value = text(path, number, record, key)
     try:
         return task.encode_response(value, name=key)
     except ValueError as err:  # unknown word, empty, longer than T, words after the end
         raise DatasetFormatError(path, number, str(err)) from None
+
+
+def _string(path: str | os.PathLike[str], number: int, record: dict, key: str) -> str:
+    """A field's text, which must be a JSON string."""
+    value = record[key]
+    if not isinstance(value, str):
+        raise DatasetFormatError(path, number, f"{key}: expected a JSON string; got {_kind(value)}")
+    return value
+
+
+def _completion(task: ToyTask, ids: np.ndarray) -> str:
+    """A response as written to a file: its words after one leading space (module docstring)."""
+    return " " + task.decode(ids)
 
 
 def _kind(value: Any) -> str:

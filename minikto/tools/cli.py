@@ -81,8 +81,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     from ..data.feedback import sample_paired, sample_unpaired
-    from ..data.jsonl import read_paired, read_unpaired
     from ..data.toy import bandit_task, default_task
+    from ..data.trl_formats import read_for_training
     from ..exact import ExactEvaluator
     from ..training.config import KTOConfig
     from ..training.train import train
@@ -107,7 +107,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     task = bandit_task() if args.task == "bandit" else default_task()
     paired = config.loss == "dpo"
     if args.data:
-        data = read_paired(args.data, task) if paired else read_unpaired(args.data, task)
+        data, notes = read_for_training(args.data, task, paired=paired)
+        for note in notes:
+            print(f"minikto train: {note}", file=sys.stderr)
     elif paired:
         data = sample_paired(task, args.n, seed=config.seed)
     else:
@@ -131,6 +133,11 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors import check_vectors, write_vectors
 
     if args.check:
+        if args.out:
+            raise ValueError(
+                "--out: expected no --out with --check (--check reads a file and writes "
+                "nothing); run `minikto vectors --out FILE` on its own to write one"
+            )
         failures = check_vectors(args.check)
         for line in failures:
             print(line)
@@ -138,7 +145,13 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
         return 1 if failures else 0
     if not args.out:
         raise ValueError("--out: expected the JSON file to write (or --check FILE)")
-    print(f"wrote {write_vectors(args.out)}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise IsADirectoryError(f"--out: expected a file name; got the directory {out}")
+    if (out.exists() or out.is_symlink()) and not args.overwrite:
+        print(f"minikto vectors: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    print(f"wrote {write_vectors(out)}")
     return 0
 
 

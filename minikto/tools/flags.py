@@ -170,8 +170,14 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> (
     p.add_argument("--out", "--output_dir", dest="out", required=True, help="run folder")
     p.add_argument("--config", help="a JSON or YAML (.yaml, .yml) file of KTOConfig fields; TRL's "
                                     "names for them are accepted; at most 1 MiB")
-    p.add_argument("--data", help="a JSON Lines dataset in TRL's unpaired (prompt, completion, "
-                                  "label) or paired (prompt, chosen, rejected) format")
+    p.add_argument(
+        "--data",
+        help="a JSON Lines dataset in TRL's formats: unpaired {prompt, completion, label} or "
+        "paired {prompt, chosen, rejected} (unpaired into 2N examples for an unpaired loss; "
+        "dpo needs pairs), each also conversational with one user message as the prompt and "
+        "one assistant message per completion; multi-turn conversations and the "
+        "implicit-prompt format are refused",
+    )
     p.add_argument("--task", choices=("default", "bandit"), default="default",
                    help="the toy task")
     p.add_argument("--n", type=int, default=2000, help="examples to sample when no --data")
@@ -200,6 +206,7 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> (
     p = command("vectors", "reference vectors for testing other KTO implementations")
     p.add_argument("--out", help="the JSON file to write")
     p.add_argument("--check", help="recompute a vectors file with minikto and compare")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=commands["vectors"])
 
     p = command("experiment", "reproduce a claim of the paper on the toy")
