@@ -1,5 +1,5 @@
 """The ``minikto`` command: ``demo``, ``train``, ``gradcheck``, ``data``, ``vectors``,
-``experiment``.
+``experiment``, ``check``.
 
 Each subcommand is a small function taking the parsed arguments and returning an exit code.
 """
@@ -183,6 +183,61 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_function(spec: str, flag: str):
+    """``MODULE:FUNCTION`` -> the function; MODULE is a dotted name or a path to a .py file."""
+    import importlib
+    import importlib.util
+
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{flag}: expected MODULE:FUNCTION (or path/to/file.py:FUNCTION); "
+                         f"got {spec!r}")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise ValueError(f"{flag}: expected an existing .py file; got {module_name!r}")
+        name = f"_minikto_check_{path.stem}"
+        loader_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[name] = module  # so that the function's module can be found by name
+        loader_spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, str(Path.cwd()))
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ValueError(f"{flag}: cannot import {module_name!r} ({err})") from err
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"{flag}: {module_name!r} has no function {attr!r}")
+    return fn
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .check import check_kto
+
+    fn = _load_function(args.function, "FUNCTION")
+    sequence_fn = _load_function(args.sequence, "--sequence") if args.sequence else None
+    report = check_kto(fn, z0=args.z0, seed=args.seed, num_random=args.num_random,
+                       sequence_fn=sequence_fn, framework=args.framework)
+    report.function = args.function
+    print(report)
+    return 0 if report.passed else 1
+
+
+def _add_check_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="check your own KTO loss and name its mistake")
+    p.add_argument("function", help="MODULE:FUNCTION or path/to/file.py:FUNCTION")
+    p.add_argument("--z0", choices=("given", "estimated"), default="given",
+                   help="the function takes z0 (given) or the mismatched pairs (estimated)")
+    p.add_argument("--sequence", help="MODULE:FUNCTION of token log-probs, mask -> sequence")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random cases")
+    p.add_argument("--num-random", type=int, default=200, help="random batches (default 200)")
+    p.add_argument("--framework", choices=("numpy", "torch", "jax"), default=None,
+                   help="default: detected from the function's module")
+    p.set_defaults(func=_cmd_check)
+
+
 def _z0_value(text: str) -> str | float:
     try:
         return float(text)
@@ -293,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--docs", default="docs", help="the docs directory (default docs)")
     p.set_defaults(func=_cmd_experiment)
+
+    _add_check_parser(sub)
     return parser
 
 
