@@ -117,7 +117,9 @@ def _agree(
 # The rows of the report
 
 
-def _row(name: str, key: str, pairs: list[tuple[Outputs, Outputs]], tol: tuple[float, float]) -> CheckRow | None:
+def _row(
+    name: str, key: str, pairs: list[tuple[Outputs, Outputs]], tol: tuple[float, float]
+) -> CheckRow | None:
     results = [r for y, w in pairs if (r := _agree(key, y, w, tol)) is not None]
     if not results:
         return None
@@ -127,11 +129,11 @@ def _row(name: str, key: str, pairs: list[tuple[Outputs, Outputs]], tol: tuple[f
 def _loss_rows(cases: list[Case], yours: list[Outputs], want: list[Outputs],
                estimated: bool, how: str) -> list[CheckRow]:
     tol = GRAD_TOL_AUTOGRAD if how == "autograd" else GRAD_TOL_FD
-    everything = list(zip(yours, want))
+    everything = list(zip(yours, want, strict=True))
     rows = []
     for group, label in (("vectors", "the reference vectors"), ("extremes", "extreme batches"),
                          ("random", "random float64 batches")):
-        pairs = [p for p, c in zip(everything, cases) if c.group == group]
+        pairs = [p for p, c in zip(everything, cases, strict=True) if c.group == group]
         rows.append(_row(f"loss on {label}", "loss", pairs, tol))
     rows += [
         _row("per-example losses", "losses", everything, tol),
@@ -159,7 +161,7 @@ def _matches(variant: Variant, cases: list[Case], yours: list[Outputs], estimate
     With ``nan_one_label`` the variant is combined with a NaN loss on one-label batches.
     """
     checked = []
-    for case, y in zip(cases, yours):
+    for case, y in zip(cases, yours, strict=True):
         if nan_one_label and _one_label(case):
             if not np.isnan(y.loss):
                 return False
@@ -201,7 +203,7 @@ def _fmt(x: np.ndarray | float | None) -> str:
 
 def _smallest_case(cases: list[Case], yours: list[Outputs], want: list[Outputs],
                    estimated: bool, tol: tuple[float, float]) -> str | None:
-    failing = [i for i, (y, w) in enumerate(zip(yours, want))
+    failing = [i for i, (y, w) in enumerate(zip(yours, want, strict=True))
                if any(r is not None and not r[0] for r in
                       (_agree(k, y, w, tol) for k in ("loss", "losses", "rewards", "grad",
                                                       "grad_kl")))]
@@ -239,13 +241,13 @@ def _check_sequence(fn: Callable, framework: str, seed: int) -> tuple[list[Check
         want_grad = weights[:, None] * case.mask
         grad_diffs.append(float(np.max(_diff(grad, want_grad))))
         grad_ok &= _grad_close(grad, want_grad, GRAD_TOL_FD)
-    value_ok = all(_close(v, correct_sequence(c)) for v, c in zip(values, cases))
+    value_ok = all(_close(v, correct_sequence(c)) for v, c in zip(values, cases, strict=True))
     rows = [CheckRow("sequence_fn: sum of the response tokens' log-probs", value_ok,
                      max(diffs), len(cases)),
             CheckRow("sequence_fn: gradient is the mask", grad_ok, max(grad_diffs), len(cases))]
     found = [] if value_ok else [
         f"{v.name}: {v.sentence}" for v in SEQUENCE_VARIANTS
-        if all(_close(got, v.value(c)) for got, c in zip(values, cases))
+        if all(_close(got, v.value(c)) for got, c in zip(values, cases, strict=True))
     ]
     return rows, found
 

@@ -80,9 +80,10 @@ def split_result(result: Any, batch: int) -> tuple[Any, Any, Any]:
             )
         parts = (result["loss"], result.get("losses"), result.get("rewards"))
     elif isinstance(result, tuple) and hasattr(result, "_fields"):
-        get = (lambda k, i: getattr(result, k) if k in result._fields else None)
-        parts = (get("loss", 0) if "loss" in result._fields else result[0],
-                 get("losses", 1), get("rewards", 2))
+        names = result._fields
+        parts = (result.loss if "loss" in names else result[0],
+                 result.losses if "losses" in names else None,
+                 result.rewards if "rewards" in names else None)
     elif isinstance(result, (tuple, list)):
         parts = tuple(result[i] if i < len(result) else None for i in range(3))
     else:
