@@ -61,7 +61,8 @@ class KTOCheckReport:
     variants: list[str] = field(default_factory=list)  #: names of the matched mistakes
 
     def __str__(self) -> str:
-        lines = [f"minikto check: {self.function} ({self.settings})", "",
+        name = self.function if len(self.function) <= 84 else "..." + self.function[-81:]
+        lines = [f"minikto check: {name}", f"  ({self.settings})", "",
                  f"{'property':<58} {'cases':>5}  {'result':<6}  worst |diff|"]
         for row in self.rows:
             lines.append(f"{row.property:<58} {row.cases:>5}  "
