@@ -181,3 +181,22 @@ def test_every_sequence_mistake_is_diagnosed_by_name(mistake):
     report = _check(user_kto(), num_random=20, sequence_fn=_seq(mistake))
     assert not report.passed
     assert report.diagnosis is not None and report.diagnosis.startswith(mistake + ": ")
+
+
+def test_a_loss_that_is_wrong_only_on_one_label_batches_is_not_blamed_on_a_variant():
+    correct = user_kto()
+
+    def zero_on_one_label(p, r, d, z0, **kwargs):
+        return 0.0 if d.all() or not d.any() else correct(p, r, d, z0, **kwargs)["loss"]
+
+    report = _check(zero_on_one_label)
+    assert not report.passed and report.variants == []
+    assert "(B = 1," in report.smallest_failing_case  # a batch of one is of one label
+
+
+def test_a_nan_everywhere_loss_shows_its_smallest_case_without_gradients():
+    report = _check(lambda *args, **kwargs: float("nan"), z0="estimated", num_random=5)
+    assert not report.passed and report.variants == []
+    text = report.smallest_failing_case
+    assert "kl_policy_logps" in text and "grad yours    -" in text
+    assert all(not r.passed for r in report.rows if r.property.startswith("loss on"))

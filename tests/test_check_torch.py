@@ -103,3 +103,13 @@ def test_a_pytorch_sequence_function_is_checked_with_autograd():
     assert good.passed, str(good)
     bad = minikto.check_kto(given_z0_kto, num_random=10, sequence_fn=averaged)
     assert not bad.passed and bad.diagnosis.startswith("token_logps_averaged: ")
+
+
+def test_a_detached_pytorch_sequence_function_fails_its_gradient_row():
+    def detached(token_logps, mask):
+        return (token_logps * mask).sum(-1).detach()
+
+    report = minikto.check_kto(given_z0_kto, num_random=5, sequence_fn=detached)
+    rows = {r.property: r for r in report.rows}
+    assert rows["sequence_fn: sum of the response tokens' log-probs"].passed
+    assert not rows["sequence_fn: gradient is the mask"].passed and not report.passed

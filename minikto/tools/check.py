@@ -85,8 +85,6 @@ def _diff(yours: np.ndarray | float, want: np.ndarray | float) -> np.ndarray:
     """|yours - want| with NaN against NaN counted as agreement and NaN otherwise as inf."""
     a = np.atleast_1d(np.asarray(yours, dtype=float))
     b = np.atleast_1d(np.asarray(want, dtype=float))
-    if a.shape != b.shape:
-        return np.full(max(a.size, b.size), np.inf)
     d = np.abs(a - b)
     both = np.isnan(a) & np.isnan(b)
     return np.where(both, 0.0, np.where(np.isnan(d), np.inf, d))
@@ -203,13 +201,12 @@ def _fmt(x: np.ndarray | float | None) -> str:
 
 
 def _smallest_case(cases: list[Case], yours: list[Outputs], want: list[Outputs],
-                   estimated: bool, tol: tuple[float, float]) -> str | None:
+                   estimated: bool, tol: tuple[float, float]) -> str:
+    """The failing case of the smallest batch, its inputs and both outputs (some case fails)."""
     failing = [i for i, (y, w) in enumerate(zip(yours, want, strict=True))
                if any(r is not None and not r[0] for r in
                       (_agree(k, y, w, tol) for k in ("loss", "losses", "rewards", "grad",
                                                       "grad_kl")))]
-    if not failing:
-        return None
     i = min(failing, key=lambda j: (cases[j].batch, j))
     c, y, w = cases[i], yours[i], want[i]
     z0 = "z0 from kl_* below" if estimated else f"z0 {c.z0:.6g}"
@@ -223,6 +220,11 @@ def _smallest_case(cases: list[Case], yours: list[Outputs], want: list[Outputs],
                   f"  kl_reference_logps {_fmt(c.kl_reference_logps)}"]
     lines += [f"  loss        yours {y.loss:.12g}, minikto {w.loss:.12g}",
               f"  grad yours    {_fmt(y.grad)}", f"  grad minikto  {_fmt(w.grad)}"]
+    relative = [abs(yours[j].loss - want[j].loss) / max(abs(want[j].loss), 1e-300)
+                for j in failing]
+    if max(relative) < 1e-5:
+        lines.append("  every loss differs by less than 1e-5 relative: float32 arithmetic "
+                     "somewhere? (the inputs are float64)")
     return "\n".join(lines)
 
 

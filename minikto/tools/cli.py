@@ -202,7 +202,8 @@ def _load_function(spec: str, flag: str):
         sys.modules[name] = module  # so that the function's module can be found by name
         loader_spec.loader.exec_module(module)
     else:
-        sys.path.insert(0, str(Path.cwd()))
+        if str(Path.cwd()) not in sys.path:  # as `python -m` does: the current folder first
+            sys.path.insert(0, str(Path.cwd()))
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
