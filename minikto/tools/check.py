@@ -59,6 +59,7 @@ class KTOCheckReport:
     function: str = ""  #: the checked function's name
     settings: str = ""  #: z0 mode, framework, how gradients were taken
     variants: list[str] = field(default_factory=list)  #: names of the matched mistakes
+    notes: list[str] = field(default_factory=list)  #: what could not be checked, and why
 
     def __str__(self) -> str:
         name = self.function if len(self.function) <= 84 else "..." + self.function[-81:]
@@ -67,6 +68,7 @@ class KTOCheckReport:
         for row in self.rows:
             lines.append(f"{row.property:<58} {row.cases:>5}  "
                          f"{'pass' if row.passed else 'FAIL':<6}  {row.worst_difference:.2e}")
+        lines += [f"note: {note}" for note in self.notes]
         lines += ["", "PASSED: the loss agrees with minikto on every case."
                   if self.passed else "FAILED"]
         if self.diagnosis:
@@ -197,7 +199,7 @@ def _fmt(x: np.ndarray | float | None) -> str:
     if x is None:
         return "-"
     text = np.array2string(np.asarray(x), precision=6, max_line_width=78, separator=", ")
-    return text.replace("\n", "\n" + " " * 19)
+    return text.replace("\n", "\n" + " " * 21)
 
 
 def _smallest_case(cases: list[Case], yours: list[Outputs], want: list[Outputs],
@@ -210,19 +212,21 @@ def _smallest_case(cases: list[Case], yours: list[Outputs], want: list[Outputs],
     i = min(failing, key=lambda j: (cases[j].batch, j))
     c, y, w = cases[i], yours[i], want[i]
     z0 = "z0 from kl_* below" if estimated else f"z0 {c.z0:.6g}"
-    lines = [f"smallest case that differs: {c.name} (B = {c.batch}, beta {c.beta:.6g}, "
-             f"weights {c.desirable_weight:.4g}/{c.undesirable_weight:.4g}, {z0})",
-             f"  policy_logps     {_fmt(c.policy_logps)}",
-             f"  reference_logps  {_fmt(c.reference_logps)}",
-             f"  desirable        {_fmt(c.desirable)}"]
+    rows = [("policy_logps", c.policy_logps), ("reference_logps", c.reference_logps),
+            ("desirable", c.desirable)]
     if estimated:
-        lines += [f"  kl_policy_logps  {_fmt(c.kl_policy_logps)}",
-                  f"  kl_reference_logps {_fmt(c.kl_reference_logps)}"]
-    lines += [f"  loss        yours {y.loss:.12g}, minikto {w.loss:.12g}",
-              f"  grad yours    {_fmt(y.grad)}", f"  grad minikto  {_fmt(w.grad)}"]
+        rows += [("kl_policy_logps", c.kl_policy_logps),
+                 ("kl_reference_logps", c.kl_reference_logps)]
+    rows += [("loss", f"yours {y.loss:.12g}, minikto {w.loss:.12g}")]
+    if y.losses is not None:
+        rows += [("losses yours", y.losses), ("losses minikto", w.losses)]
+    rows += [("grad yours", y.grad), ("grad minikto", w.grad)]
+    lines = [f"smallest case that differs: {c.name} (B = {c.batch}, beta {c.beta:.6g}, "
+             f"weights {c.desirable_weight:.4g}/{c.undesirable_weight:.4g}, {z0})"]
+    lines += [f"  {label:<19}{v if isinstance(v, str) else _fmt(v)}" for label, v in rows]
     relative = [abs(yours[j].loss - want[j].loss) / max(abs(want[j].loss), 1e-300)
                 for j in failing]
-    if max(relative) < 1e-5:
+    if all(r < 1e-5 for r in relative):  # (False for a NaN)
         lines.append("  every loss differs by less than 1e-5 relative: float32 arithmetic "
                      "somewhere? (the inputs are float64)")
     return "\n".join(lines)
@@ -338,5 +342,7 @@ def check_kto(
         function=name,
         settings=f"z0 {z0}, {framework}, gradients by {how}, seed {seed}",
         variants=[v.name for v in found],
+        notes=["without autograd, whether z0 is detached cannot be seen (use torch or jax)"]
+        if estimated and how != "autograd" else [],
     )
 

@@ -57,7 +57,7 @@ def _to_user(x: np.ndarray | float, framework: str, grad: bool = False) -> Any:
 
         return torch.tensor(x, dtype=torch.bool if np.asarray(x).dtype == bool else
                             torch.float64, requires_grad=grad)
-    if framework == "jax":  # pragma: no cover - JAX is not installed where the tests run
+    if framework == "jax":  # pragma: no cover - test_check_jax.py, where JAX is installed
         import jax
 
         jax.config.update("jax_enable_x64", True)
@@ -131,7 +131,7 @@ def call_loss(fn: Callable, case: Case, estimated: bool, framework: str) -> Outp
     ``grad_kl`` is left None when it comes from finite differences: without autograd a
     function cannot say whether it detaches z0.
     """
-    if framework == "jax":  # pragma: no cover - JAX is not installed where the tests run
+    if framework == "jax":  # pragma: no cover - test_check_jax.py, where JAX is installed
         return _call_jax(fn, case, estimated)
     (loss, losses, rewards), policy, kl_policy = _call(
         fn, case, estimated, framework, framework == "torch"
@@ -197,7 +197,7 @@ def call_sequence(
             (out * _to_user(weights, framework)).sum().backward()
             return _to_numpy(out), _grad_or_zeros(tokens)
         return _to_numpy(out), np.zeros_like(case.token_logps)
-    if framework == "jax":  # pragma: no cover - JAX is not installed where the tests run
+    if framework == "jax":  # pragma: no cover - test_check_jax.py, where JAX is installed
         import jax
 
         def weighted(t: Any) -> Any:
