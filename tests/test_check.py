@@ -198,5 +198,5 @@ def test_a_nan_everywhere_loss_shows_its_smallest_case_without_gradients():
     report = _check(lambda *args, **kwargs: float("nan"), z0="estimated", num_random=5)
     assert not report.passed and report.variants == []
     text = report.smallest_failing_case
-    assert "kl_policy_logps" in text and "grad yours    -" in text
+    assert "kl_policy_logps" in text and "grad yours         -" in text
     assert all(not r.passed for r in report.rows if r.property.startswith("loss on"))
