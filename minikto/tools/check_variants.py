@@ -283,24 +283,28 @@ def _drop(mask: np.ndarray, last: bool) -> np.ndarray:
     return out
 
 
-_SEQ_REF = "log pi(y|x) is the SUM of every response token's log-prob (paper §4.1, "
+def _dropped(case: SequenceCase, last: bool) -> np.ndarray:
+    return correct_sequence(SequenceCase("", "", case.token_logps, _drop(case.mask, last)))
+
+
 SEQUENCE_VARIANTS: tuple[SequenceVariant, ...] = (
     SequenceVariant("token_logps_averaged",
-                    "token log-probs are averaged; " + _SEQ_REF
-                    + "TRL's KTOTrainer sums them, average_log_prob=False).",
+                    "token log-probs are averaged; log pi(y|x) is the SUM of the response "
+                    "tokens' log-probs, the log of the product of their probabilities (TRL's "
+                    "KTOTrainer sums them).",
                     lambda c: correct_sequence(c) / c.mask.sum(axis=1)),
     SequenceVariant("last_token_dropped",
-                    "the last response token (often the end token) is dropped; " + _SEQ_REF
-                    + "TRL keeps the end token in the completion's mask).",
-                    lambda c: correct_sequence(SequenceCase("", "", c.token_logps,
-                                                            _drop(c.mask, last=True)))),
+                    "the last response token (often the end token) is dropped; log pi(y|x) "
+                    "sums every response token, the end token included (TRL keeps it in the "
+                    "completion's mask).",
+                    lambda c: _dropped(c, last=True)),
     SequenceVariant("first_token_dropped",
                     "the first response token is dropped (a shift by one too many); "
-                    + _SEQ_REF + "TRL shifts labels by one, once).",
-                    lambda c: correct_sequence(SequenceCase("", "", c.token_logps,
-                                                            _drop(c.mask, last=False)))),
+                    "log pi(y|x) sums every response token (TRL shifts the labels by one, "
+                    "once).",
+                    lambda c: _dropped(c, last=False)),
     SequenceVariant("padding_counted",
-                    "padding positions are summed in; " + _SEQ_REF
-                    + "TRL zeroes the padded positions with the completion mask).",
+                    "padding positions are summed in; log pi(y|x) sums the response tokens "
+                    "only (TRL zeroes the padded positions with the completion mask).",
                     lambda c: np.sum(c.token_logps, axis=1)),
 )
