@@ -200,3 +200,26 @@ def test_a_nan_everywhere_loss_shows_its_smallest_case_without_gradients():
     text = report.smallest_failing_case
     assert "kl_policy_logps" in text and "grad yours         -" in text
     assert all(not r.passed for r in report.rows if r.property.startswith("loss on"))
+
+
+def test_a_loss_that_raises_on_one_label_batches_is_diagnosed_and_the_error_noted():
+    correct = user_kto()
+
+    def refuses_one_label(p, r, d, z0, **kwargs):
+        if d.all() or not d.any():
+            raise ValueError("need both kinds of example")
+        return correct(p, r, d, z0, **kwargs)["loss"]
+
+    report = _check(refuses_one_label)
+    assert report.variants == ["nan_one_label"], str(report)
+    assert report.notes[0].startswith("fn raised on ")
+    assert "ValueError: need both kinds of example" in report.notes[0]
+    assert "note: fn raised on" in str(report)
+
+
+def test_a_function_that_raises_on_every_case_raises_its_own_error():
+    def wrong_signature(p, r, d):
+        return 0.0
+
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        _check(wrong_signature, num_random=3)

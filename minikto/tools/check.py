@@ -68,7 +68,8 @@ class KTOCheckReport:
         for row in self.rows:
             lines.append(f"{row.property:<58} {row.cases:>5}  "
                          f"{'pass' if row.passed else 'FAIL':<6}  {row.worst_difference:.2e}")
-        lines += [f"note: {note}" for note in self.notes]
+        for note in self.notes:
+            lines += textwrap.wrap("note: " + note, 98, subsequent_indent="  ")
         lines += ["", "PASSED: the loss agrees with minikto on every case."
                   if self.passed else "FAILED"]
         if self.diagnosis:
@@ -317,7 +318,7 @@ def check_kto(
     estimated = z0 == "estimated"
     cases = loss_cases(seed, num_random, estimated=estimated)
     want = [correct_outputs(c, estimated) for c in cases]
-    yours = [call_loss(fn, c, estimated, framework) for c in cases]
+    yours, errors = _run_user(fn, cases, estimated, framework)
     how = "autograd" if any(y.autograd for y in yours) else "finite differences"
     tol = GRAD_TOL_AUTOGRAD if how == "autograd" else GRAD_TOL_FD
     rows = _loss_rows(cases, yours, want, estimated, how)
@@ -342,7 +343,33 @@ def check_kto(
         function=name,
         settings=f"z0 {z0}, {framework}, gradients by {how}, seed {seed}",
         variants=[v.name for v in found],
-        notes=["without autograd, whether z0 is detached cannot be seen (use torch or jax)"]
-        if estimated and how != "autograd" else [],
+        notes=errors + (
+            ["without autograd, whether z0 is detached cannot be seen (use torch or jax)"]
+            if estimated and how != "autograd" else []
+        ),
     )
+
+
+def _run_user(fn: Callable, cases: list[Case], estimated: bool,
+              framework: str) -> tuple[list[Outputs], list[str]]:
+    """The user's outputs on every case; an exception on a case counts as a NaN loss there.
+
+    Returns the outputs and a note on the exceptions; re-raises when every case raised (a
+    wrong signature, a malformed result: a usage error, not a finding).
+    """
+    yours, failures = [], []
+    for case in cases:
+        try:
+            yours.append(call_loss(fn, case, estimated, framework))
+        except Exception as err:  # noqa: BLE001 - the user's code may raise anything
+            yours.append(Outputs(float("nan")))
+            failures.append((case, err))
+    if len(failures) == len(cases):
+        raise failures[0][1]
+    if not failures:
+        return yours, []
+    case, err = failures[0]
+    note = (f"fn raised on {len(failures)} case(s), the loss counted as NaN there; first on "
+            f"{case.name!r}: {type(err).__name__}: {err}")
+    return yours, [note if len(note) <= 180 else note[:177] + "..."]
 

@@ -251,7 +251,8 @@ LOSS_VARIANTS: tuple[Variant, ...] = (
             "loss is lambda_y - v(x, y) with the sigmoid value itself (paper §4.1).",
             _dpo_style),
     Variant("nan_one_label", _BOTH,
-            "the loss is NaN when a batch holds one label; KTO's mean runs over all B "
+            "the loss is NaN (or an error) when a batch holds one label; KTO's mean runs "
+            "over all B "
             "examples, so a batch of one kind has a finite loss (TRL's nanmean of the "
             "concatenated losses).", _nan_one_label),
 )
