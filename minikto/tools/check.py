@@ -322,7 +322,7 @@ def check_kto(
     how = "autograd" if any(y.autograd for y in yours) else "finite differences"
     tol = GRAD_TOL_AUTOGRAD if how == "autograd" else GRAD_TOL_FD
     rows = _loss_rows(cases, yours, want, estimated, how)
-    passed = all(r.passed for r in rows)
+    passed = loss_passed = all(r.passed for r in rows)
     found = [] if passed else _diagnose(cases, yours, estimated, GRAD_TOL_FD)
     sentences = [f"{v.name}: {v.sentence}" for v in found]
     if sequence_fn is not None:
@@ -332,7 +332,7 @@ def check_kto(
         sentences += seq_found
         passed = passed and all(r.passed for r in seq_rows)
     smallest = None
-    if not found and not all(r.passed for r in rows[: len(rows) - (2 if sequence_fn else 0)]):
+    if not found and not loss_passed:
         smallest = _smallest_case(cases, yours, want, estimated, tol)
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     return KTOCheckReport(

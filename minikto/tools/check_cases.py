@@ -94,16 +94,21 @@ def _case(
 # The three groups
 
 
+_KTO_KEYS = {"policy_logps", "reference_logps", "desirable", "z0", "beta", "desirable_weight",
+             "undesirable_weight"}
+
+
 def _vector_cases(estimated: bool) -> list[Case]:
     from .vectors import make_vectors  # the case builders; only the keys every version has
 
     cases = make_vectors()["cases"]
-    kl_cases = [c["inputs"] for c in cases if c.get("function") == "kl_estimate"]
+    kl_cases = [c["inputs"] for c in cases if c.get("function") == "kl_estimate"
+                and {"kl_policy_logps", "kl_reference_logps"} <= c.get("inputs", {}).keys()]
     out = []
     for case in cases:
-        if case.get("function") != "kto_loss":
-            continue
-        x = case["inputs"]
+        x = case.get("inputs", {})
+        if case.get("function") != "kto_loss" or not _KTO_KEYS <= x.keys():
+            continue  # (other functions, or a case of another shape, e.g. token-level)
         batch = len(x["policy_logps"])
         kl_pairs = [k for k in kl_cases if len(k["kl_policy_logps"]) == batch]
         if estimated and not kl_pairs:
