@@ -243,3 +243,26 @@ def test_vector_cases_of_another_shape_or_new_top_level_keys_are_skipped(monkeyp
     after = check_cases.loss_cases(0, 0, estimated=True)
     assert [c.name for c in after] == [c.name for c in before]
     assert sum(c.group == "vectors" for c in after) == 18
+
+
+def test_a_long_report_is_cut_to_one_screen():
+    from minikto.tools.check import KTOCheckReport
+
+    rows = [minikto.tools.check.CheckRow(f"row {i}", False, 1.0, 1) for i in range(9)]
+    long_case = "\n".join(f"  line {i}" for i in range(40))
+    text = str(KTOCheckReport(False, "x " * 200, rows, long_case, "f", "settings"))
+    lines = text.splitlines()
+    assert len(lines) == 40 and lines[-1].endswith("report.smallest_failing_case)")
+    assert max(map(len, lines)) <= 100
+
+
+def test_the_smallest_case_shows_per_example_losses_when_the_function_returns_them():
+    correct = user_kto()
+
+    def typo_in_weights(p, r, d, z0, *, beta, desirable_weight, undesirable_weight):
+        return correct(p, r, d, z0, beta=beta, desirable_weight=desirable_weight,
+                       undesirable_weight=desirable_weight)
+
+    report = _check(typo_in_weights)
+    assert report.variants == [] and "losses yours" in report.smallest_failing_case
+    assert "(B = 2," in report.smallest_failing_case  # weights 1/1 agree on the batch of one

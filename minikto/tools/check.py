@@ -39,6 +39,10 @@ RTOL, ATOL = 1e-9, 1e-12
 GRAD_TOL_AUTOGRAD, GRAD_TOL_FD = (1e-9, 1e-15), (1e-5, 1e-8)
 
 
+#: The most lines ``str(report)`` prints (one screen); lines are at most 100 characters.
+SCREEN_LINES = 40
+
+
 class CheckRow(NamedTuple):
     """One line of the report."""
 
@@ -76,7 +80,9 @@ class KTOCheckReport:
             lines += textwrap.wrap("diagnosis: " + self.diagnosis, 98,
                                    subsequent_indent="  ")
         if self.smallest_failing_case:
-            lines += ["", self.smallest_failing_case]
+            lines += ["", *self.smallest_failing_case.splitlines()]
+        if len(lines) > SCREEN_LINES:  # long arrays of a big batch: keep to one screen
+            lines = lines[: SCREEN_LINES - 1] + ["  ... (the rest: report.smallest_failing_case)"]
         return "\n".join(lines)
 
 
