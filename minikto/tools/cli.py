@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -183,7 +183,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_function(spec: str, flag: str):
+def _load_function(spec: str, flag: str) -> Callable:
     """``MODULE:FUNCTION`` -> the function; MODULE is a dotted name or a path to a .py file."""
     import importlib
     import importlib.util
