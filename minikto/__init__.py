@@ -24,6 +24,7 @@ from .kto import KLEstimate, KTOLoss, kl_estimate, kto_loss, mismatched_indices
 from .losses import APOZeroLoss, DPOLoss, SFTLoss, apo_zero_unpaired_loss, dpo_loss, sft_loss
 from .objective import Z0_MODES, FlatObjective, kto_objective
 from .policy import SoftmaxPolicy
+from .tools.check import KTOCheckReport, check_kto  # noqa: F401 (public API)
 from .training.config import (
     KTOConfig,
     WeightBalanceWarning,

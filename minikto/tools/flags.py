@@ -222,4 +222,14 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> (
     p.add_argument("--docs", default="docs", help="the docs folder")
     p.add_argument("--quiet", action="store_true", help="print only warnings and errors")
     p.set_defaults(func=commands["experiment"])
+    p = command("check", "check your own KTO loss and name its mistake")
+    p.add_argument("function", help="MODULE:FUNCTION or path/to/file.py:FUNCTION")
+    p.add_argument("--z0", choices=("given", "estimated"), default="given",
+                   help="the function takes z0 (given) or the mismatched pairs (estimated)")
+    p.add_argument("--sequence", help="MODULE:FUNCTION of token log-probs, mask -> sequence")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random cases")
+    p.add_argument("--num-random", type=int, default=200, help="random batches (default 200)")
+    p.add_argument("--framework", choices=("numpy", "torch", "jax"), default=None,
+                   help="default: detected from the function's module")
+    p.set_defaults(func=commands["check"])
     return parser

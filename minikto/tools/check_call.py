@@ -1,0 +1,218 @@
+"""Calling a user's KTO function in its own framework (NumPy, PyTorch or JAX) and back.
+
+minikto's cases are float64 NumPy arrays. They are converted to the framework the user's
+code uses, detected from the names its module imports (``torch``, ``jax``) or given as
+``framework=``. PyTorch and JAX are imported only here and only when the user's code uses
+them; neither is a dependency of minikto. Gradients come from the framework's autograd when
+it has one (``loss.backward()``, ``jax.grad``), otherwise from central finite differences on
+the user's function.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .check_cases import Case, SequenceCase
+from .check_variants import Outputs, fd_grad, fd_step
+
+__all__ = ["FRAMEWORKS", "call_loss", "call_sequence", "detect_framework", "split_result"]
+
+#: The frameworks a user's function may use.
+FRAMEWORKS = ("numpy", "torch", "jax")
+
+
+def detect_framework(fn: Callable, framework: str | None = None) -> str:
+    """``framework`` if given, else "torch" or "jax" when the function's module uses them."""
+    if framework is not None:
+        if framework not in FRAMEWORKS:
+            raise ValueError(f"framework: expected one of {FRAMEWORKS}; got {framework!r}")
+        return framework
+    names = dict(getattr(fn, "__globals__", {}))
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    names.update(vars(module) if module is not None else {})
+    roots = set()
+    for value in names.values():  # imported modules, and names imported from modules
+        origin = value.__name__ if isinstance(value, ModuleType) else getattr(
+            value, "__module__", None)
+        if isinstance(origin, str):
+            roots.add(origin.split(".")[0])
+    for candidate in ("torch", "jax"):
+        if candidate in roots:
+            return candidate
+    return "numpy"
+
+
+# ------------------------------------------------------------------------------------------
+# Converting
+
+
+def _to_user(x: np.ndarray | float, framework: str, grad: bool = False) -> Any:
+    if framework == "torch":
+        import torch
+
+        return torch.tensor(x, dtype=torch.bool if np.asarray(x).dtype == bool else
+                            torch.float64, requires_grad=grad)
+    if framework == "jax":  # pragma: no cover - test_check_jax.py, where JAX is installed
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        return jax.numpy.asarray(x)
+    return np.array(x)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+    return np.asarray(x, dtype=np.float64)
+
+
+def split_result(result: Any, batch: int) -> tuple[Any, Any, Any]:
+    """``(loss, losses, rewards)`` from a scalar, a (Named)tuple or a dict."""
+    if isinstance(result, dict):
+        if "loss" not in result:
+            raise TypeError(
+                f"fn: expected a dict with a 'loss' key; got the keys {sorted(result)}"
+            )
+        parts = (result["loss"], result.get("losses"), result.get("rewards"))
+    elif isinstance(result, tuple) and hasattr(result, "_fields"):
+        names = result._fields
+        parts = (result.loss if "loss" in names else result[0],
+                 result.losses if "losses" in names else None,
+                 result.rewards if "rewards" in names else None)
+    elif isinstance(result, (tuple, list)):
+        parts = tuple(result[i] if i < len(result) else None for i in range(3))
+    else:
+        parts = (result, None, None)
+    loss, losses, rewards = parts
+    if tuple(getattr(loss, "shape", ())) != () or isinstance(loss, (tuple, list, dict)):
+        raise TypeError(
+            "fn: expected the loss (a scalar) as the result, its first element or its 'loss' "
+            f"key; got {type(loss).__name__} of shape {tuple(getattr(loss, 'shape', ()))}"
+        )
+    for name, x in (("losses", losses), ("rewards", rewards)):
+        if x is not None and tuple(getattr(x, "shape", ())) != (batch,):
+            raise ValueError(
+                f"fn: expected {name} of shape ({batch},); got "
+                f"{type(x).__name__} of shape {tuple(getattr(x, 'shape', ()))}"
+            )
+    return loss, losses, rewards
+
+
+# ------------------------------------------------------------------------------------------
+# The loss
+
+
+def _call(fn: Callable, case: Case, estimated: bool, framework: str, grad: bool) -> tuple:
+    policy = _to_user(case.policy_logps, framework, grad)
+    kl_policy = _to_user(case.kl_policy_logps, framework, grad)
+    args = [policy, _to_user(case.reference_logps, framework),
+            _to_user(case.desirable, framework)]
+    if estimated:
+        args += [kl_policy, _to_user(case.kl_reference_logps, framework)]
+    else:
+        args.append(_to_user(np.float64(case.z0), framework))
+    result = fn(*args, beta=case.beta, desirable_weight=case.desirable_weight,
+                undesirable_weight=case.undesirable_weight)
+    return split_result(result, case.batch), policy, kl_policy
+
+
+def _value(fn: Callable, estimated: bool, framework: str) -> Callable[[Case], float]:
+    return lambda case: float(_to_numpy(_call(fn, case, estimated, framework, False)[0][0]))
+
+
+def call_loss(fn: Callable, case: Case, estimated: bool, framework: str) -> Outputs:
+    """The user's outputs on one case, with gradients (autograd or finite differences).
+
+    ``grad_kl`` is left None when it comes from finite differences: without autograd a
+    function cannot say whether it detaches z0.
+    """
+    if framework == "jax":  # pragma: no cover - test_check_jax.py, where JAX is installed
+        return _call_jax(fn, case, estimated)
+    (loss, losses, rewards), policy, kl_policy = _call(
+        fn, case, estimated, framework, framework == "torch"
+    )
+    out = Outputs(float(_to_numpy(loss)),
+                  None if losses is None else _to_numpy(losses),
+                  None if rewards is None else _to_numpy(rewards))
+    if framework == "torch" and getattr(loss, "requires_grad", False):
+        loss.backward()
+        out.grad = _grad_or_zeros(policy)
+        out.grad_kl = _grad_or_zeros(kl_policy) if estimated else None
+        out.autograd = True
+    elif np.isfinite(out.loss):
+        out.grad = fd_grad(_value(fn, estimated, framework), case, "policy_logps",
+                           fd_step(case))
+    return out
+
+
+def _grad_or_zeros(x: Any) -> np.ndarray:
+    return np.zeros(tuple(x.shape)) if x.grad is None else _to_numpy(x.grad)
+
+
+def _call_jax(fn: Callable, case: Case, estimated: bool) -> Outputs:  # pragma: no cover
+    import jax
+
+    (loss, losses, rewards), _, _ = _call(fn, case, estimated, "jax", False)
+
+    def scalar(policy: Any, kl_policy: Any) -> Any:
+        c = case.replace(policy_logps=policy, kl_policy_logps=kl_policy)
+        return _call(fn, c, estimated, "jax", False)[0][0]
+
+    grads = jax.grad(scalar, argnums=(0, 1))(
+        jax.numpy.asarray(case.policy_logps), jax.numpy.asarray(case.kl_policy_logps)
+    )
+    return Outputs(float(loss), None if losses is None else _to_numpy(losses),
+                   None if rewards is None else _to_numpy(rewards),
+                   _to_numpy(grads[0]), _to_numpy(grads[1]) if estimated else None, True)
+
+
+# ------------------------------------------------------------------------------------------
+# The sequence level
+
+
+def call_sequence(
+    fn: Callable, case: SequenceCase, framework: str, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The user's sequence log-probs (N,) and the gradient of ``sum(weights * out)`` (N, T)."""
+    rows = case.token_logps.shape[0]
+
+    def run(tokens: Any) -> Any:
+        out = fn(tokens, _to_user(case.mask, framework))
+        if tuple(getattr(out, "shape", ())) != (rows,):
+            raise ValueError(
+                f"sequence_fn: expected sequence log-probs of shape ({rows},); got "
+                f"{type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}"
+            )
+        return out
+
+    if framework == "torch":
+        tokens = _to_user(case.token_logps, framework, grad=True)
+        out = run(tokens)
+        if out.requires_grad:
+            (out * _to_user(weights, framework)).sum().backward()
+            return _to_numpy(out), _grad_or_zeros(tokens)
+        return _to_numpy(out), np.zeros_like(case.token_logps)
+    if framework == "jax":  # pragma: no cover - test_check_jax.py, where JAX is installed
+        import jax
+
+        def weighted(t: Any) -> Any:
+            return (run(t) * jax.numpy.asarray(weights)).sum()
+
+        tokens = _to_user(case.token_logps, framework)
+        return _to_numpy(run(tokens)), _to_numpy(jax.grad(weighted)(tokens))
+    values = _to_numpy(run(np.array(case.token_logps)))
+    flat = case.token_logps.reshape(-1)
+    grad = np.empty_like(flat)
+    for i in range(flat.shape[0]):  # central differences of a (nearly) linear function
+        up, down = flat.copy(), flat.copy()
+        up[i] += 1e-6
+        down[i] -= 1e-6
+        grad[i] = (np.sum(weights * _to_numpy(run(up.reshape(case.token_logps.shape))))
+                   - np.sum(weights * _to_numpy(run(down.reshape(case.token_logps.shape))))
+                   ) / 2e-6
+    return values, grad.reshape(case.token_logps.shape)
