@@ -228,7 +228,7 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> (
                    help="the function takes z0 (given) or the mismatched pairs (estimated)")
     p.add_argument("--sequence", help="MODULE:FUNCTION of token log-probs, mask -> sequence")
     p.add_argument("--seed", type=int, default=0, help="seed of the random cases")
-    p.add_argument("--num-random", type=int, default=200, help="random batches (default 200)")
+    p.add_argument("--num-random", type=int, default=200, help="random batches")
     p.add_argument("--framework", choices=("numpy", "torch", "jax"), default=None,
                    help="default: detected from the function's module")
     p.set_defaults(func=commands["check"])
