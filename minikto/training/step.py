@@ -4,8 +4,10 @@ Every step has the same shape: forward log-probs, a loss function from
 :mod:`minikto.kto` or :mod:`minikto.losses` that returns its own gradient with respect to
 the log-probs, then ``policy.sequence_logps_backward`` to the parameters. The metrics carry
 the names TRL logs (``loss``, ``kl``, ``rewards/chosen``, ``rewards/rejected``,
-``rewards/margins``, ``logps/chosen``, ``logps/rejected``); a mean over an empty set (a
-batch without desirable examples, say) is reported as ``None``, never NaN.
+``rewards/margins``, ``logps/chosen``, ``logps/rejected``, and for DPO
+``rewards/accuracies``, the fraction of pairs whose chosen reward exceeds the rejected one);
+a mean over an empty set (a batch without desirable examples, say) is reported as ``None``,
+never NaN.
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ def paired_step(
         "rewards/chosen": rc,
         "rewards/rejected": rr,
         "rewards/margins": rc - rr,
+        "rewards/accuracies": float(xp.mean(xp.astype(
+            out.chosen_rewards > out.rejected_rewards, out.chosen_rewards.dtype))),
         "logps/chosen": float(xp.mean(chosen_logps)),
         "logps/rejected": float(xp.mean(rejected_logps)),
     }

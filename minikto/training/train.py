@@ -3,28 +3,45 @@
 ``train(task, data, config)`` does, in order:
 
 1. the reference: the task's base policy (or, with ``sft_steps > 0``, a fresh policy
-   fine-tuned on the data's responses), frozen; the policy starts as a copy of it;
+   fine-tuned on the data's responses by this same loop), frozen; the policy starts as a
+   copy of it, or of the ``policy`` passed in;
 2. the reference's log-probs of every example, computed once;
 3. for ``loss="kto"``, the paper's Eq. 8 weight check (a warning with the ratio and band);
 4. ``max_steps`` optimizer steps. The batches of an epoch are a permutation of the data
    drawn from ``(seed, epoch)`` alone and cut into ``max(1, N // batch_size)`` nearly equal
    batches (each holds at least ``batch_size`` examples, every example is used once per
-   epoch), so the batch of any step is known without replaying the run;
+   epoch), so the batch of any step is known without replaying the run. The run stops at
+   the first loss, gradient or optimizer state that is not finite, naming the knob to lower;
 5. exact evaluation every ``eval_every`` steps; metrics per step with TRL's names.
 
-With ``out_dir`` the run directory receives ``config.json``, ``metrics.jsonl`` (one line per
-step), ``evals.jsonl``, ``summary.json`` and ``checkpoint.npz`` (atomically written). An
-existing non-empty directory is never overwritten unless ``overwrite=True``;
-``resume=True`` continues from its checkpoint on exactly the trajectory of an uninterrupted
-run (the checkpoint holds the parameters, the optimizer state, the step and the history).
+Metrics. Each step logs ``loss``, ``grad_norm`` (the L2 norm of the whole gradient before
+the update, as TRL logs it; Prop. 4.1 of the paper predicts it small on examples the policy
+already gets right or hopelessly wrong), ``learning_rate``, ``kl`` and ``kl/unclamped`` (the
+reference point used, and the mismatched mean before the clamp), ``rewards/chosen``,
+``rewards/rejected``, ``rewards/margins``, ``logps/chosen``, ``logps/rejected`` and, for DPO,
+``rewards/accuracies``. Every row holds every key: where TRL leaves a key out of its log
+(a batch without desirable examples has no ``rewards/chosen``; DPO and SFT have no ``kl``;
+a z0 mode without the batch estimate has no ``kl/unclamped``), minikto writes ``null``.
+
+The run folder (``out_dir``) receives ``config.json`` (the configuration, the data's
+identity, the command line and the versions), ``metrics.jsonl`` (one line per step) and
+``evals.jsonl`` (appended at each save), ``checkpoint.npz`` (atomic, O(parameters):
+parameters, optimizer state, step, and how many rows of each log belong to it),
+``summary.json``, and the marker and lock described in :mod:`minikto.training.rundir`
+(which also says what ``overwrite`` may replace). ``checkpoint_every=0`` saves only at the
+end on runs shorter than :data:`AUTO_CHECKPOINT_STEPS` steps, and every
+:data:`AUTO_CHECKPOINT_EVERY` steps on longer ones. ``resume=True`` continues from the
+checkpoint on exactly the trajectory of an uninterrupted run, after checking every entry of
+the checkpoint and that the data are the same.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import math
+import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,16 +53,26 @@ from ..data.feedback import PairedDataset, UnpairedDataset
 from ..data.toy import ToyTask
 from ..exact import ExactEvaluator
 from ..policy import SoftmaxPolicy
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, check_training_state, load_checkpoint, save_checkpoint
 from .config import KTOConfig, check_weight_balance
-from .optim import make_optimizer
+from .optim import NonFiniteError, make_optimizer
+from .records import JsonlLog, data_identity, describe_difference, read_rows, run_record
+from .rundir import RunExistsError, RunFolder, open_folder
 from .step import StepResult, paired_step, unpaired_step
 
-__all__ = ["RunExistsError", "TrainResult", "batch_indices", "train"]
+__all__ = [
+    "AUTO_CHECKPOINT_EVERY",
+    "AUTO_CHECKPOINT_STEPS",
+    "RunExistsError",
+    "TrainResult",
+    "batch_indices",
+    "train",
+]
 
-
-class RunExistsError(FileExistsError):
-    """The run directory exists and holds files; pass overwrite=True or resume=True."""
+#: With ``checkpoint_every=0``, runs of at least this many steps still checkpoint ...
+AUTO_CHECKPOINT_STEPS = 1000
+#: ... every this many steps.
+AUTO_CHECKPOINT_EVERY = 250
 
 
 @dataclass
@@ -84,6 +111,11 @@ def train(
     overwrite: bool = False,
     resume: bool = False,
     reference: SoftmaxPolicy | None = None,
+    policy: SoftmaxPolicy | None = None,
+    data_source: Mapping[str, Any] | None = None,
+    command: Sequence[str] | None = None,
+    quiet: bool = False,
+    callback: Callable[[int, StepResult], None] | None = None,
 ) -> TrainResult:
     """Train a policy on ``data`` from the task's reference; see the module docstring.
 
@@ -95,27 +127,61 @@ def train(
         Unpaired for ``"kto"``, ``"apo_zero_unpaired"``, ``"sft"``; paired for ``"dpo"``.
     config : KTOConfig, optional
     out_dir : path, optional
-        The run directory (created).
+        The run folder (created; see :mod:`minikto.training.rundir` for what is refused).
     overwrite : bool
-        Replace an existing non-empty run directory.
+        Replace an existing run folder written by minikto (only once the new run is complete).
     resume : bool
         Continue from ``out_dir/checkpoint.npz`` (its configuration must match, but for
-        ``max_steps`` and the bookkeeping knobs).
+        ``max_steps`` and the bookkeeping knobs, and so must the data).
     reference : SoftmaxPolicy, optional
-        Use this reference instead of the task's base policy.
+        Use this reference instead of the task's base policy (a frozen copy is kept).
+    policy : SoftmaxPolicy, optional
+        Start from this policy instead of the reference (a copy is trained; the policy passed
+        in is never changed). Same vocabulary, backend, dtype and parameter shapes.
+    data_source : dict, optional
+        Where the data came from (``{"path", "sha256"}`` of a file, or ``{"task", "n",
+        "seed"}``), recorded in ``config.json`` with the arrays' own sha256.
+    command : list of str, optional
+        The command line that started the run (recorded).
+    quiet : bool
+        No progress bar.
+    callback : callable, optional
+        Called as ``callback(step, result)`` after each optimizer step (1-based ``step``,
+        the :class:`~minikto.training.step.StepResult` of that step).
 
     Returns
     -------
     TrainResult
     """
+    config = _check_inputs(task, data, config)
+    if resume and out_dir is None:
+        raise ValueError("out_dir: resume=True needs the run directory to resume from")
+    identity = data_identity(data, data_source)
+    record = run_record(config.to_dict(), identity, command)
+    reference, policy = _starting_policies(task, data, config, reference, policy)
+    folder = None if out_dir is None else _open(out_dir, overwrite=overwrite, resume=resume)
+    try:
+        result = _run(task, data, config, reference, policy, folder, record, quiet, callback)
+    except BaseException:
+        if folder is not None:
+            folder.abandon()
+        raise
+    if folder is not None:
+        result.run_dir = folder.finish()
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+# Checks and the starting point (everything here runs before any folder is touched)
+
+
+def _check_inputs(task: Any, data: Any, config: Any) -> KTOConfig:
     config = KTOConfig() if config is None else config
     if not isinstance(config, KTOConfig):
         raise TypeError(f"config: expected a KTOConfig; got {type(config).__name__}")
     if not isinstance(task, ToyTask):
         raise TypeError(f"task: expected a ToyTask; got {type(task).__name__}")
-    started = time.perf_counter()
-    paired = isinstance(data, PairedDataset)
-    if config.loss == "dpo" and not paired:
+    if config.loss == "dpo" and not isinstance(data, PairedDataset):
         raise TypeError(
             "data: loss='dpo' expects a PairedDataset; got an UnpairedDataset "
             "(minikto.data.feedback.sample_paired makes one)"
@@ -125,9 +191,15 @@ def train(
             f"data: loss={config.loss!r} expects an UnpairedDataset; got "
             f"{type(data).__name__} (minikto.data.feedback.unpair converts pairs)"
         )
-    run_dir = _prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
+    if len(data) < 2:
+        raise ValueError(f"data: expected at least 2 examples per batch; got {len(data)} in all")
+    return config
 
-    # 1. reference and policy
+
+def _starting_policies(
+    task: Any, data: Any, config: KTOConfig, reference: Any, policy: Any
+) -> tuple[SoftmaxPolicy, SoftmaxPolicy]:
+    """The frozen reference and the trainable copy the run starts from."""
     if reference is None:
         reference = _make_reference(task, data, config)
     elif not isinstance(reference, SoftmaxPolicy):
@@ -138,136 +210,21 @@ def train(
                 f"reference: expected the task's {attr}, {getattr(task, attr)}; "
                 f"got {getattr(reference, attr)}"
             )
-    reference = reference.copy(frozen=True)
-    policy = reference.copy(frozen=False)
-    xp = policy.xp
-    optimizer = make_optimizer(config.optimizer, config.learning_rate)
-
-    # 2. the data on the backend, and the reference log-probs, once
-    arrays = _to_backend(xp, data)
-    if paired:
-        ref_chosen = reference.sequence_logps(arrays["prompts"], arrays["chosen"])
-        ref_rejected = reference.sequence_logps(arrays["prompts"], arrays["rejected"])
-    else:
-        ref_logps = reference.sequence_logps(arrays["prompts"], arrays["responses"])
-
-    # 3. Eq. 8
-    if config.loss == "kto":
-        check_weight_balance(
-            int(data.desirable.sum()),
-            int((~data.desirable).sum()),
-            config.desirable_weight,
-            config.undesirable_weight,
+    if policy is None:
+        policy = reference
+    elif not isinstance(policy, SoftmaxPolicy):
+        raise TypeError(f"policy: expected a SoftmaxPolicy; got {type(policy).__name__}")
+    elif _layout(policy) != _layout(reference):
+        raise ValueError(
+            f"policy: expected the reference's backend, dtype and parameters "
+            f"{_layout(reference)}; got {_layout(policy)}"
         )
-
-    evaluator = ExactEvaluator(task, reference)
-    history: list[dict[str, Any]] = []
-    evals: list[dict[str, Any]] = []
-    start = 0
-    if resume and run_dir is not None and (run_dir / "checkpoint.npz").exists():
-        state = load_checkpoint(run_dir / "checkpoint.npz", config=config.to_dict())
-        _check_resumable(state, policy, config, run_dir / "checkpoint.npz")
-        start = state["step"]
-        policy.params = {k: xp.asarray(v, dtype=policy.dtype) for k, v in state["params"].items()}
-        optimizer.load_state_dict(state["optimizer_state"], xp, policy.dtype)
-        history = state["extra"]["history"][:start]
-        # keep the scheduled evaluations; the saving run's final one is not on the schedule
-        evals = [
-            e
-            for e in state["extra"]["evals"]
-            if e["step"] <= start
-            and (e["step"] == 0 or (config.eval_every and e["step"] % config.eval_every == 0))
-        ]
-    elif resume:
-        raise FileNotFoundError(
-            f"out_dir: resume=True expects {run_dir}/checkpoint.npz; none found"
-        )
-    if run_dir is not None:
-        with atomic_write(run_dir / "config.json", "w", encoding="utf-8") as f:
-            json.dump(config.to_dict(), f, indent=2)
-    if not evals:
-        evals.append({"step": 0, **evaluator(policy)})
-
-    def save(step: int) -> None:
-        if run_dir is None:
-            return
-        save_checkpoint(
-            run_dir / "checkpoint.npz",
-            step=step,
-            params=policy.params,
-            optimizer_state=optimizer.state_dict(),
-            config=config.to_dict(),
-            extra={"history": history, "evals": evals},
-        )
-        _write_jsonl(run_dir / "metrics.jsonl", history)
-        _write_jsonl(run_dir / "evals.jsonl", evals)
-
-    progress = config.progress if config.progress is not None else config.max_steps >= 2000
-    steps = range(start, config.max_steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc=f"minikto {config.loss}", initial=start, total=config.max_steps)
-
-    # 4. the loop
-    n = len(data)
-    for step in steps:
-        idx = batch_indices(n, config.batch_size, config.seed, step)
-        ix = xp.asarray(idx)
-        if paired:
-            result: StepResult = paired_step(
-                policy,
-                xp.take(arrays["prompts"], ix, axis=0),
-                xp.take(arrays["chosen"], ix, axis=0),
-                xp.take(arrays["rejected"], ix, axis=0),
-                xp.take(ref_chosen, ix, axis=0),
-                xp.take(ref_rejected, ix, axis=0),
-                config,
-            )
-        else:
-            result = unpaired_step(
-                policy,
-                reference,
-                xp.take(arrays["prompts"], ix, axis=0),
-                xp.take(arrays["responses"], ix, axis=0),
-                xp.take(arrays["desirable"], ix, axis=0),
-                xp.take(ref_logps, ix, axis=0),
-                config,
-                max_length=task.max_length,
-            )
-        if not np.isfinite(result.loss):
-            raise FloatingPointError(f"step {step}: the loss is {result.loss}; lower learning_rate")
-        optimizer.step(policy.params, result.grads)
-        history.append({"step": step + 1, **result.metrics})
-        done = step + 1
-        if config.eval_every and done % config.eval_every == 0 and done != config.max_steps:
-            evals.append({"step": done, **evaluator(policy)})
-        if config.checkpoint_every and done % config.checkpoint_every == 0:
-            save(done)
-        if progress:
-            steps.set_postfix(loss=f"{result.loss:.4f}")
-
-    # 5. final evaluation, summary, files
-    if evals[-1]["step"] != config.max_steps:
-        evals.append({"step": config.max_steps, **evaluator(policy)})
-    summary = _summary(evals, evaluator, history, config, time.perf_counter() - started)
-    save(config.max_steps)
-    if run_dir is not None:
-        with atomic_write(run_dir / "summary.json", "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-    return TrainResult(
-        policy=policy,
-        reference=reference,
-        config=config,
-        history=history,
-        evals=evals,
-        summary=summary,
-        run_dir=run_dir,
-    )
+    return reference.copy(frozen=True), policy.copy(frozen=False)
 
 
-# ------------------------------------------------------------------------------------------
-# helpers
+def _layout(policy: SoftmaxPolicy) -> tuple:
+    shapes = {k: tuple(v.shape) for k, v in policy.params.items()}
+    return policy.backend, str(policy.dtype), shapes
 
 
 def _make_reference(task: Any, data: Any, config: KTOConfig) -> SoftmaxPolicy:
@@ -288,88 +245,275 @@ def _make_reference(task: Any, data: Any, config: KTOConfig) -> SoftmaxPolicy:
         dtype=config.dtype,
         eos_token=task.eos_token,
     )
-    xp = policy.xp
     if isinstance(data, PairedDataset):
         prompts = np.concatenate([data.prompts, data.prompts])
         responses = np.concatenate([data.chosen, data.rejected])
     else:
         prompts, responses = data.prompts, data.responses
-    sft_config = KTOConfig(
-        loss="sft",
-        learning_rate=config.learning_rate,
-        batch_size=config.batch_size,
-        seed=config.seed,
-    )
+    everything = UnpairedDataset(prompts, responses, np.ones(len(prompts), dtype=bool))
+    sft = KTOConfig(loss="sft", learning_rate=config.learning_rate,
+                    batch_size=config.batch_size, seed=config.seed + 1)
+    batches = _Batches(policy, everything, None, sft.seed, None)
     optimizer = make_optimizer("adam", config.learning_rate)
-    everything = xp.asarray(np.ones(len(prompts), dtype=bool))
-    p_all, r_all = xp.asarray(prompts), xp.asarray(responses)
-    for step in range(config.sft_steps):
-        ix = xp.asarray(batch_indices(len(prompts), config.batch_size, config.seed + 1, step))
-        p, r = xp.take(p_all, ix, axis=0), xp.take(r_all, ix, axis=0)
-        zeros = xp.zeros(p.shape, dtype=policy.dtype)
-        result = unpaired_step(
-            policy, policy, p, r, xp.take(everything, ix, axis=0), zeros, sft_config
-        )
-        optimizer.step(policy.params, result.grads)
+    _optimize(policy, policy, batches, sft, optimizer, range(config.sft_steps))
     return policy
 
 
-def _check_resumable(state: dict[str, Any], policy: SoftmaxPolicy, config: KTOConfig,
-                     path: Path) -> None:
-    """Refuse a checkpoint that this run cannot continue from (CheckpointError)."""
-    shapes = {k: tuple(v.shape) for k, v in policy.params.items()}
-    saved = {k: tuple(v.shape) for k, v in state["params"].items()}
-    if saved != shapes:
-        raise CheckpointError(
-            f"checkpoint {path}: expected parameters {shapes} for this task and model; "
-            f"got {saved}"
-        )
-    extra = state["extra"]
-    if not all(isinstance(extra.get(k), list) for k in ("history", "evals")):
-        raise CheckpointError(
-            f"checkpoint {path}: expected the history and evaluations a training run saves; "
-            f"got the keys {sorted(extra)}"
-        )
-    if state["step"] > config.max_steps:
-        raise ValueError(
-            f"max_steps: expected at least the checkpoint's step {state['step']} to resume; "
-            f"got {config.max_steps}"
-        )
+def _open(out_dir: Any, *, overwrite: bool, resume: bool) -> RunFolder:
+    folder = open_folder(out_dir, kind="run", overwrite=overwrite, resume=resume)
+    if folder.restarted and resume:  # a stub: nothing to resume, so the run starts over
+        print(f"minikto: {folder.path} holds no checkpoint (a run stopped before its first "
+              "save); starting it over", file=sys.stderr)
+    return folder
 
 
-def _to_backend(xp: Any, data: Any) -> dict[str, Any]:
-    if isinstance(data, PairedDataset):
-        names = ("prompts", "chosen", "rejected")
-    else:
-        names = ("prompts", "responses", "desirable")
-    return {name: xp.asarray(np.asarray(getattr(data, name))) for name in names}
+# ------------------------------------------------------------------------------------------
+# The loop, shared by training and by the SFT that makes a reference
 
 
-def _prepare_run_dir(out_dir: str | Path | None, *, overwrite: bool, resume: bool) -> Path | None:
-    if out_dir is None:
-        if resume:
-            raise ValueError("out_dir: resume=True needs the run directory to resume from")
-        return None
-    if not isinstance(out_dir, (str, os.PathLike)):
-        raise TypeError(f"out_dir: expected a directory path (str or Path); got {out_dir!r}")
-    run_dir = Path(out_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise NotADirectoryError(f"out_dir: expected a directory; {run_dir} is a file")
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        if not overwrite:
-            raise RunExistsError(
-                f"out_dir: {run_dir} already holds a run; pass overwrite=True (--overwrite) to "
-                "replace it or resume=True (--resume) to continue it"
+class _Batches:
+    """The data on the policy's backend and the reference's log-probs, cut into batches."""
+
+    def __init__(self, reference: Any, data: Any, task: Any, seed: int, max_length: Any) -> None:
+        xp = reference.xp
+        self.paired = isinstance(data, PairedDataset)
+        names = ("prompts", "chosen", "rejected") if self.paired else (
+            "prompts", "responses", "desirable")
+        self.arrays = {n: xp.asarray(np.asarray(getattr(data, n))) for n in names}
+        p = self.arrays["prompts"]
+        if self.paired:
+            self.ref = {n: reference.sequence_logps(p, self.arrays[n]) for n in names[1:]}
+        elif task is None:  # SFT towards a reference: its log-probs play no part
+            self.ref = {"responses": xp.zeros(p.shape, dtype=reference.dtype)}
+        else:
+            self.ref = {"responses": reference.sequence_logps(p, self.arrays["responses"])}
+        self.xp, self.n, self.seed, self.max_length = xp, len(data), seed, max_length
+
+    def step(self, policy: Any, reference: Any, config: KTOConfig, step: int) -> StepResult:
+        """Forward, loss and backward on the batch of optimizer step ``step`` (0-based)."""
+        xp = self.xp
+        ix = xp.asarray(batch_indices(self.n, config.batch_size, self.seed, step))
+        a = {k: xp.take(v, ix, axis=0) for k, v in self.arrays.items()}
+        r = {k: xp.take(v, ix, axis=0) for k, v in self.ref.items()}
+        if self.paired:
+            return paired_step(policy, a["prompts"], a["chosen"], a["rejected"],
+                               r["chosen"], r["rejected"], config)
+        return unpaired_step(policy, reference, a["prompts"], a["responses"], a["desirable"],
+                             r["responses"], config, max_length=self.max_length)
+
+
+def _optimize(
+    policy: Any,
+    reference: Any,
+    batches: _Batches,
+    config: KTOConfig,
+    optimizer: Any,
+    steps: Iterable[int],
+    after: Callable[[int, StepResult, float], None] | None = None,
+) -> None:
+    """The optimizer steps ``steps`` (0-based); ``after(done, result, grad_norm)`` follows each."""
+    for step in steps:
+        result = batches.step(policy, reference, config, step)
+        norm = math.sqrt(sum(float(policy.xp.sum(g * g)) for g in result.grads.values()))
+        try:
+            if not (math.isfinite(result.loss) and math.isfinite(norm)):
+                what = "loss" if not math.isfinite(result.loss) else "gradient norm"
+                value = result.loss if what == "loss" else norm
+                raise NonFiniteError(f"the {what} is {value}")
+            with np.errstate(over="ignore", invalid="ignore"):
+                optimizer.step(policy.params, result.grads)
+        except NonFiniteError as err:
+            raise NonFiniteError(
+                f"step {step + 1}: {err}; the run stopped there. {_suspect(config)}"
+            ) from None
+        if after is not None:
+            after(step + 1, result, norm)
+
+
+def _suspect(config: KTOConfig) -> str:
+    """The knob most likely to blame for a non-finite step: the largest against its default."""
+    defaults = KTOConfig()
+    ratios = {
+        name: abs(float(getattr(config, name))) / float(getattr(defaults, name))
+        for name in ("beta", "desirable_weight", "undesirable_weight", "learning_rate")
+    }
+    name = max(ratios, key=lambda k: ratios[k])
+    if ratios[name] <= 1e3:
+        name = "learning_rate"
+    return f"Lower {name} (now {getattr(config, name):g})."
+
+
+def _run(
+    task: Any, data: Any, config: KTOConfig, reference: SoftmaxPolicy, policy: SoftmaxPolicy,
+    folder: RunFolder | None, record: dict[str, Any], quiet: bool, callback: Any,
+) -> TrainResult:
+    """Everything after the checks: the logs, the resume, the loop, the summary."""
+    started = time.perf_counter()
+    batches = _Batches(reference, data, task, config.seed, task.max_length)
+    if config.loss == "kto":
+        check_weight_balance(int(data.desirable.sum()), int((~data.desirable).sum()),
+                             config.desirable_weight, config.undesirable_weight)
+    optimizer = make_optimizer(config.optimizer, config.learning_rate)
+    evaluator = ExactEvaluator(task, reference)
+    run = _RunState(folder, config, record, policy, optimizer)
+    run.restore(evaluator)
+    bar = _progress_bar(config, quiet, run.start)
+
+    def after(done: int, result: StepResult, norm: float) -> None:
+        run.history.append({"step": done, **result.metrics, "grad_norm": norm,
+                            "learning_rate": config.learning_rate})
+        if config.eval_every and done % config.eval_every == 0 and done != config.max_steps:
+            run.evals.append({"step": done, **evaluator(policy)})
+        if run.every and done % run.every == 0:
+            run.save(done)
+        if callback is not None:
+            callback(done, result)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{result.loss:.4f}", refresh=False)
+
+    try:
+        _optimize(policy, reference, batches, config, optimizer,
+                  range(run.start, config.max_steps), after)
+    finally:
+        if bar is not None:
+            bar.close()
+    if run.evals[-1]["step"] != config.max_steps:
+        run.evals.append({"step": config.max_steps, **evaluator(policy)})
+    summary = _summary(run.evals, evaluator, run.history, config,
+                       time.perf_counter() - started, record)
+    run.save(config.max_steps)
+    if folder is not None:
+        with atomic_write(folder.work / "summary.json", "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2, allow_nan=False)
+    return TrainResult(policy=policy, reference=reference, config=config, history=run.history,
+                       evals=run.evals, summary=summary)
+
+
+class _RunState:
+    """The history, the evaluations and the files of one run: start, resume, save."""
+
+    def __init__(self, folder: RunFolder | None, config: KTOConfig, record: dict[str, Any],
+                 policy: SoftmaxPolicy, optimizer: Any) -> None:
+        self.folder, self.config, self.record = folder, config, record
+        self.policy, self.optimizer = policy, optimizer
+        self.history: list[dict[str, Any]] = []
+        self.evals: list[dict[str, Any]] = []
+        self.start = 0
+        self.saved_at: int | None = None
+        every = config.checkpoint_every
+        if every == 0 and config.max_steps >= AUTO_CHECKPOINT_STEPS:
+            every = AUTO_CHECKPOINT_EVERY
+        self.every = every if folder is not None else 0
+        work = folder.work if folder is not None else Path()
+        self.metrics, self.evals_log = JsonlLog(work / "metrics.jsonl"), JsonlLog(
+            work / "evals.jsonl")
+
+    def restore(self, evaluator: ExactEvaluator) -> None:
+        """Resume from the checkpoint if there is one, then (re)write config.json and logs."""
+        folder = self.folder
+        path = None if folder is None else folder.work / "checkpoint.npz"
+        if path is not None and path.exists():
+            self._resume(path)
+        if not self.evals:
+            self.evals.append({"step": 0, **evaluator(self.policy)})
+        if folder is None:
+            return
+        record = self.record
+        if path.exists():  # keep the command that started the run
+            saved = json.loads((folder.work / "config.json").read_text(encoding="utf-8"))
+            record = {**record, "command": saved.get("command", record["command"])}
+        with atomic_write(folder.work / "config.json", "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, allow_nan=False)
+        self.metrics.rewrite(self.history)
+        self.evals_log.rewrite(self.evals)
+
+    def _resume(self, path: Path) -> None:
+        config, policy = self.config, self.policy
+        state = load_checkpoint(path, config=config.to_dict())
+        layout = {k: (tuple(v.shape), str(np.dtype(str(v.dtype).rsplit(".", 1)[-1])))
+                  for k, v in policy.params.items()}
+        check_training_state(state, path, params=layout, optimizer=config.optimizer)
+        extra = state["extra"]
+        if not all(isinstance(extra.get(k), dict) for k in ("metrics", "evals", "data")):
+            raise CheckpointError(
+                f"checkpoint {path}: expected the history and evaluations a training run "
+                f"saves; got the keys {sorted(extra)}"
             )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+        if extra["data"] != self.record["data"]:
+            raise ValueError(
+                f"data: the run in {self.folder.path} was trained on other data "
+                f"({describe_difference(extra['data'], self.record['data'])}); resume it "
+                "with the same data, or start a new run"
+            )
+        start = state["step"]
+        if start > config.max_steps:
+            raise ValueError(
+                f"max_steps: expected at least the checkpoint's step {start} to resume; "
+                f"got {config.max_steps}"
+            )
+        history = read_rows(self.folder.work / "metrics.jsonl", extra["metrics"], path, "metrics")
+        evals = read_rows(self.folder.work / "evals.jsonl", extra["evals"], path, "evals")
+        _check_logs(history, evals, start, path)
+        xp = policy.xp
+        policy.params = {k: xp.asarray(v, dtype=policy.dtype) for k, v in state["params"].items()}
+        self.optimizer.load_state_dict(state["optimizer_state"], xp, policy.dtype)
+        self.start, self.history = start, history
+        # keep the scheduled evaluations; the saving run's final one is not on the schedule
+        every = config.eval_every
+        self.evals = [e for e in evals if e["step"] == 0 or (every and e["step"] % every == 0)]
+
+    def save(self, step: int) -> None:
+        """Append the logs, then write the checkpoint that vouches for them."""
+        if self.folder is None or step == self.saved_at:
+            return
+        self.saved_at = step
+        self.metrics.append(self.history)
+        self.evals_log.append(self.evals)
+        save_checkpoint(
+            self.folder.work / "checkpoint.npz",
+            step=step,
+            params=self.policy.params,
+            optimizer_state=self.optimizer.state_dict(),
+            config=self.config.to_dict(),
+            extra={"data": self.record["data"], "metrics": self.metrics.position(),
+                   "evals": self.evals_log.position()},
+        )
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+def _check_logs(history: list[dict], evals: list[dict], step: int, path: Path) -> None:
+    """The logs a checkpoint vouches for must be the run's, step by step."""
+    if [h["step"] for h in history] != list(range(1, step + 1)):
+        raise CheckpointError(
+            f"checkpoint {path}: entry extra.metrics: expected one metrics row per step "
+            f"1..{step}; got steps {[h['step'] for h in history][:5]}..."
+        )
+    steps = [e["step"] for e in evals]
+    if not steps or steps[0] != 0 or steps != sorted(set(steps)) or steps[-1] > step:
+        raise CheckpointError(
+            f"checkpoint {path}: entry extra.evals: expected evaluations from step 0 in "
+            f"increasing order up to step {step}; got steps {steps}"
+        )
+    keys = ("expected_utility", "kl_to_reference", "desirable_mass")
+    if any(not isinstance(e.get(k), (int, float)) for e in evals for k in keys):
+        raise CheckpointError(
+            f"checkpoint {path}: entry extra.evals: expected {', '.join(keys)} in every "
+            "evaluation"
+        )
+
+
+def _progress_bar(config: KTOConfig, quiet: bool, start: int) -> Any:
+    """A tqdm bar on stderr, or None: shown when asked (``progress``), or by default for runs
+    of 2000 steps or more when stderr is a terminal; redrawn at most a few times a second."""
+    terminal = sys.stderr.isatty()
+    show = config.progress if config.progress is not None else (
+        config.max_steps >= 2000 and terminal)
+    if quiet or not show or start >= config.max_steps:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(desc=f"minikto {config.loss}", initial=start, total=config.max_steps,
+                file=sys.stderr, mininterval=0.25 if terminal else 10.0, dynamic_ncols=terminal)
 
 
 def _summary(
@@ -378,6 +522,7 @@ def _summary(
     history: list[dict],
     config: KTOConfig,
     seconds: float,
+    record: dict[str, Any],
 ) -> dict[str, Any]:
     first, last = evals[0], evals[-1]
     return {
@@ -392,4 +537,7 @@ def _summary(
         "steps": config.max_steps,
         "loss": config.loss,
         "seconds": seconds,
+        "data": record["data"],
+        "command": record["command"],
+        "versions": record["versions"],
     }
