@@ -364,7 +364,7 @@ def _run(
                             "learning_rate": config.learning_rate})
         if config.eval_every and done % config.eval_every == 0 and done != config.max_steps:
             run.evals.append({"step": done, **evaluator(policy)})
-        if run.every and done % run.every == 0:
+        if run.every and done % run.every == 0 and done != config.max_steps:
             run.save(done)
         if callback is not None:
             callback(done, result)
@@ -400,7 +400,6 @@ class _RunState:
         self.history: list[dict[str, Any]] = []
         self.evals: list[dict[str, Any]] = []
         self.start = 0
-        self.saved_at: int | None = None
         every = config.checkpoint_every
         if every == 0 and config.max_steps >= AUTO_CHECKPOINT_STEPS:
             every = AUTO_CHECKPOINT_EVERY
@@ -465,9 +464,8 @@ class _RunState:
 
     def save(self, step: int) -> None:
         """Append the logs, then write the checkpoint that vouches for them."""
-        if self.folder is None or step == self.saved_at:
+        if self.folder is None:
             return
-        self.saved_at = step
         self.metrics.append(self.history)
         self.evals_log.append(self.evals)
         save_checkpoint(
