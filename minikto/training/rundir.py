@@ -102,9 +102,12 @@ class RunFolder:
 
 def open_folder(
     out_dir: Any, *, kind: str = "run", overwrite: bool = False, resume: bool = False,
-    argument: str = "out_dir",
-) -> RunFolder:
+    argument: str = "out_dir", dry_run: bool = False,
+) -> RunFolder | None:
     """Claim ``out_dir`` for a new, resumed or replacing run; see the module docstring.
+
+    With ``dry_run`` nothing is created, locked or removed: the same errors are raised, and
+    None is returned where the folder could be claimed.
 
     Raises
     ------
@@ -126,6 +129,8 @@ def open_folder(
             raise FileNotFoundError(
                 f"{argument}: resume=True expects {path}/checkpoint.npz; none found"
             )
+        if dry_run:
+            return None
         path.mkdir(parents=True, exist_ok=True)
         return _claim(path, path, kind, restarted=False)
     if not (path / marker).is_file():
@@ -135,7 +140,8 @@ def open_folder(
         )
     lock = _lock(path, argument)
     try:
-        remove_stale_temporaries(path, OWN_FILES[kind])
+        if not dry_run:
+            remove_stale_temporaries(path, OWN_FILES[kind])
         foreign = _foreign(path, kind)
         has_checkpoint = kind == "run" and (path / "checkpoint.npz").exists()
         stub = kind == "run" and not has_checkpoint
@@ -144,11 +150,15 @@ def open_folder(
                 f"{argument}: {path} is a minikto {kind} folder but also holds "
                 f"{', '.join(foreign)}, which minikto did not write; move them away first"
             )
+        empty = not any(n not in (marker, LOCK) for n in os.listdir(path))
+        if dry_run and (stub or empty or overwrite or (resume and has_checkpoint)):
+            os.close(lock)
+            return None
         if resume and has_checkpoint:
             return RunFolder(path, path, kind, lock, restarted=False)
-        if stub:  # killed or refused before its first checkpoint: nothing worth keeping
+        if stub or empty:  # killed or refused before its first save: nothing worth keeping
             _remove_own(path, kind)
-            return RunFolder(path, path, kind, lock, restarted=True)
+            return RunFolder(path, path, kind, lock, restarted=not empty)
         if not overwrite:
             what = "a run" if kind == "run" else "results"
             hint = " or resume=True (--resume) to continue it" if kind == "run" else ""
