@@ -28,9 +28,7 @@ from pathlib import Path
 
 from ..data.atomic import atomic_write
 from ..training.rundir import open_folder
-
-from . import contradiction, frontier, imbalance, noise, one_y_per_x, reference_point
-from . import common
+from . import common, contradiction, frontier, imbalance, noise, one_y_per_x, reference_point
 from .common import (
     DEFAULT_SEEDS,
     QUICK_SEEDS,

@@ -84,7 +84,9 @@ def save_checkpoint(
     try:  # NaN, inf and non-JSON values would come back as something else, or not at all
         text = json.dumps(meta, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"config, extra: expected JSON values without NaN or inf ({err})") from None
+        raise ValueError(
+            f"config, extra: expected JSON values without NaN or inf ({err})"
+        ) from None
     arrays = {f"param.{k}": _real_array(to_numpy(v), f"params[{k!r}]") for k, v in params.items()}
     arrays.update(
         {f"optim.{k}": _real_array(np.asarray(v), f"optimizer_state[{k!r}]", integer=True)
