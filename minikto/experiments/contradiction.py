@@ -130,38 +130,12 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
                     start, reference, data, method, optimizer, batch or len(data), steps, seed,
                     task,
                 )
-                before, after = evaluator(start), evaluator(policy)
-                mass_before = _masses(start, y1, y2)
-                mass_after = _masses(policy, y1, y2)
-                rows.append(
-                    {
-                        "seed": seed,
-                        "setting": setting,
-                        "method": method,
-                        "start": start_name,
-                        "pairs_from": source,
-                        "optimizer": optimizer,
-                        "batch_size": batch or len(data),
-                        "examples": len(data),
-                        "steps": steps,
-                        "max_param_change": float(
-                            np.max(np.abs(policy.get_flat() - start.get_flat()))
-                        ),
-                        **log,
-                        "mass_y1_before": mass_before[0],
-                        "mass_y2_before": mass_before[1],
-                        "mass_y1_after": mass_after[0],
-                        "mass_y2_after": mass_after[1],
-                        "gap_before": _gap(start, reference, y1, y2),
-                        "gap_after": _gap(policy, reference, y1, y2),
-                        "mass_before": mass_before[0] + mass_before[1],
-                        "mass_after": mass_after[0] + mass_after[1],
-                        "utility_before": before["expected_utility"],
-                        "utility_after": after["expected_utility"],
-                        "kl_before": before["kl_to_reference"],
-                        "kl_after": after["kl_to_reference"],
-                    }
-                )
+                rows.append({
+                    "seed": seed, "setting": setting, "method": method, "start": start_name,
+                    "pairs_from": source, "optimizer": optimizer,
+                    "batch_size": batch or len(data), "examples": len(data), "steps": steps,
+                    **_measure(evaluator, reference, start, policy, y1, y2, log),
+                })
 
     table = aggregate(
         rows,
@@ -266,6 +240,29 @@ def _gap(policy: Any, reference: Any, y1: np.ndarray, y2: np.ndarray) -> float:
         for y in (y1, y2)
     )
     return float(np.mean(np.abs(r1 - r2)))
+
+
+def _measure(evaluator: Any, reference: Any, start: Any, policy: Any, y1: np.ndarray,
+             y2: np.ndarray, log: dict[str, float]) -> dict[str, float]:
+    """How far one run moved: parameters, the masses and log-ratio gap of y1 and y2, utility."""
+    before, after = evaluator(start), evaluator(policy)
+    mass_before, mass_after = _masses(start, y1, y2), _masses(policy, y1, y2)
+    return {
+        "max_param_change": float(np.max(np.abs(policy.get_flat() - start.get_flat()))),
+        **log,
+        "mass_y1_before": mass_before[0],
+        "mass_y2_before": mass_before[1],
+        "mass_y1_after": mass_after[0],
+        "mass_y2_after": mass_after[1],
+        "gap_before": _gap(start, reference, y1, y2),
+        "gap_after": _gap(policy, reference, y1, y2),
+        "mass_before": mass_before[0] + mass_before[1],
+        "mass_after": mass_after[0] + mass_after[1],
+        "utility_before": before["expected_utility"],
+        "utility_after": after["expected_utility"],
+        "kl_before": before["kl_to_reference"],
+        "kl_after": after["kl_to_reference"],
+    }
 
 
 def _train_from(
