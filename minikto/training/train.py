@@ -37,6 +37,7 @@ the checkpoint and that the data are the same.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -157,8 +158,10 @@ def train(
     if resume and out_dir is None:
         raise ValueError("out_dir: resume=True needs the run directory to resume from")
     identity = data_identity(data, data_source)
-    record = run_record(config.to_dict(), identity, command)
+    run_record(config.to_dict(), identity, command)  # a value JSON cannot hold fails here
     reference, policy = _starting_policies(task, data, config, reference, policy)
+    config = _as_trained(config, reference)
+    record = run_record(config.to_dict(), identity, command)
     folder = None if out_dir is None else _open(out_dir, overwrite=overwrite, resume=resume)
     try:
         result = _run(task, data, config, reference, policy, folder, record, quiet, callback)
@@ -220,6 +223,21 @@ def _starting_policies(
             f"{_layout(reference)}; got {_layout(policy)}"
         )
     return reference.copy(frozen=True), policy.copy(frozen=False)
+
+
+def _as_trained(config: KTOConfig, reference: SoftmaxPolicy) -> KTOConfig:
+    """The configuration with the model knobs of the reference actually used (a reference
+    passed in decides the backend, dtype and features, whatever the config said)."""
+    width = getattr(reference.features, "width", None)
+    model = {"backend": reference.backend, "dtype": _dtype_name(reference.dtype),
+             "features": "onehot" if width is None else int(width)}
+    if all(getattr(config, k) == v for k, v in model.items()):
+        return config
+    return dataclasses.replace(config, **model)
+
+
+def _dtype_name(dtype: Any) -> str:
+    return "float32" if "float32" in str(dtype) else "float64"
 
 
 def _layout(policy: SoftmaxPolicy) -> tuple:
@@ -430,8 +448,7 @@ class _RunState:
     def _resume(self, path: Path) -> None:
         config, policy = self.config, self.policy
         state = load_checkpoint(path, config=config.to_dict())
-        layout = {k: (tuple(v.shape), str(np.dtype(str(v.dtype).rsplit(".", 1)[-1])))
-                  for k, v in policy.params.items()}
+        layout = {k: (tuple(v.shape), _dtype_name(v.dtype)) for k, v in policy.params.items()}
         check_training_state(state, path, params=layout, optimizer=config.optimizer)
         extra = state["extra"]
         if not all(isinstance(extra.get(k), dict) for k in ("metrics", "evals", "data")):
