@@ -331,8 +331,9 @@ def _optimize(
 ) -> None:
     """The optimizer steps ``steps`` (0-based); ``after(done, result, grad_norm)`` follows each."""
     for step in steps:
-        result = batches.step(policy, reference, config, step)
-        norm = math.sqrt(sum(float(policy.xp.sum(g * g)) for g in result.grads.values()))
+        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite value stops the run
+            result = batches.step(policy, reference, config, step)
+            norm = math.sqrt(sum(float(policy.xp.sum(g * g)) for g in result.grads.values()))
         try:
             if not (math.isfinite(result.loss) and math.isfinite(norm)):
                 what = "loss" if not math.isfinite(result.loss) else "gradient norm"
