@@ -323,7 +323,7 @@ def update_results_md(
     path = Path(docs_dir) / "RESULTS.md"
     block = section.rstrip()
     if path.exists():
-        text = _splice(path.read_text(encoding="utf-8"), name, block, order)
+        text = _splice(path.read_bytes().decode("utf-8"), name, block, order)
     else:
         blocks = {
             other: f"{_begin(other)}\n## {other}\n\nNot run yet: `minikto experiment {other} "
