@@ -134,6 +134,12 @@ def open_folder(
         path.mkdir(parents=True, exist_ok=True)
         return _claim(path, path, kind, restarted=False)
     if not (path / marker).is_file():
+        if kind == "run" and (path / "checkpoint.npz").is_file():
+            raise RunExistsError(
+                f"{argument}: {path} looks like a run of an older minikto (no {marker} marker: "
+                f"{_listing(path)}); it cannot be resumed or replaced by this version, so "
+                "choose another location (or move it away yourself)"
+            )
         raise RunExistsError(
             f"{argument}: {path} holds files minikto did not write ({_listing(path)}); minikto "
             "replaces only its own folders, so choose another location"

@@ -439,8 +439,12 @@ class _RunState:
             return
         record = self.record
         if path.exists():  # keep the command that started the run
-            saved = json.loads((folder.work / "config.json").read_text(encoding="utf-8"))
-            record = {**record, "command": saved.get("command", record["command"])}
+            try:
+                saved = json.loads((folder.work / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                saved = {}
+            if isinstance(saved, dict) and "command" in saved:
+                record = {**record, "command": saved["command"]}
         with atomic_write(folder.work / "config.json", "w", encoding="utf-8") as f:
             json.dump(record, f, indent=2, allow_nan=False)
         self.metrics.rewrite(self.history)
