@@ -184,11 +184,11 @@ def test_a_second_process_is_refused_while_the_first_one_trains(data, tmp_path):
         "from minikto.data.feedback import sample_unpaired\n"
         "step = o.Adam.step\n"
         "def slow(self, p, g):\n"
-        "    open(%r, 'w').close(); time.sleep(0.5); return step(self, p, g)\n"
+        "    open({!r}, 'w').close(); time.sleep(0.5); return step(self, p, g)\n"
         "o.Adam.step = slow\n"
         "t = default_task()\n"
         "train(t, sample_unpaired(t, 120, seed=1), KTOConfig(max_steps=6, batch_size=16),"
-        " out_dir=%r)\n" % (str(tmp_path / "started"), str(run))
+        " out_dir={!r})\n".format(str(tmp_path / "started"), str(run))
     )
     first = subprocess.Popen([sys.executable, "-c", script],
                              env={**os.environ, "PYTHONPATH": os.getcwd()})
@@ -276,3 +276,15 @@ def test_a_config_value_json_cannot_hold_fails_before_any_folder_exists(data, tm
     with pytest.raises(TypeError, match="config.beta: expected a plain Python value"):
         train(TASK, data, config, out_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_of_an_older_minikto_is_named_as_such_and_kept(data, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("checkpoint.npz", "config.json", "metrics.jsonl"):
+        (old / name).write_text("from an older version")
+    before = snapshot(old)
+    for kw in ({"resume": True}, {"overwrite": True}):
+        with pytest.raises(RunExistsError, match="looks like a run of an older minikto"):
+            train(TASK, data, CONFIG, out_dir=old, **kw)
+    assert snapshot(old) == before
