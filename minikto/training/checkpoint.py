@@ -14,7 +14,6 @@ dtypes, shapes and finiteness, and the optimizer state's consistency with the st
 from __future__ import annotations
 
 import json
-import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -272,9 +271,3 @@ def check_count(value: Any, name: str, path: str | Path, *, low: int = 0) -> int
         )
     return value
 
-
-def is_finite_number(value: Any) -> bool:
-    """A JSON number that is a finite float (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
-        value
-    )

@@ -165,12 +165,12 @@ def train(
     folder = None if out_dir is None else _open(out_dir, overwrite=overwrite, resume=resume)
     try:
         result = _run(task, data, config, reference, policy, folder, record, quiet, callback)
+        if folder is not None:
+            result.run_dir = folder.finish()
     except BaseException:
         if folder is not None:
             folder.abandon()
         raise
-    if folder is not None:
-        result.run_dir = folder.finish()
     return result
 
 
