@@ -200,15 +200,15 @@ def _z0_metrics(result: Any) -> dict[str, float | None]:
 def _z0_trace(result: Any) -> dict[str, list[float]]:
     """z0 used, the estimate before the clamp, and the exact KL at each evaluation step."""
     by_step = {h["step"]: h for h in result.history}
-    steps, used, raw, exact = [], [], [], []
+    steps, used, unclamped, exact = [], [], [], []
     for e in result.evals:
         h = by_step.get(e["step"] + 1)
         if h is not None:
             steps.append(e["step"])
             used.append(h["kl"])
-            raw.append(h["kl/unclamped"])
+            unclamped.append(h["kl/unclamped"])
             exact.append(e["kl_to_reference"])
-    return {"step": steps, "z0_used": used, "unclamped": raw, "exact_kl": exact}
+    return {"step": steps, "z0_used": used, "unclamped": unclamped, "exact_kl": exact}
 
 
 def _verdict(table: list[dict], betas: tuple[float, ...]) -> str:

@@ -55,7 +55,7 @@ def unpaired_step(
         T of the response space (for ``z0="exact"``).
     """
     xp = policy.xp
-    kl = kl_raw = None
+    kl = kl_unclamped = None
     if config.loss == "kto":
         out = kto_objective(
             policy,
@@ -73,7 +73,7 @@ def unpaired_step(
         loss, grads, policy_logps, rewards = out.loss, out.grads, out.policy_logps, out.kto.rewards
         kl = float(to_numpy(out.z0))
         if out.kl_logratio_mean is not None:
-            kl_raw = float(to_numpy(out.kl_logratio_mean))
+            kl_unclamped = float(to_numpy(out.kl_logratio_mean))
     else:
         policy_logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
         if config.loss == "apo_zero_unpaired":
@@ -96,7 +96,7 @@ def unpaired_step(
             prompts, responses, out.grad_policy_logps, cache=cache
         )
     metrics = _reward_metrics(xp, rewards, policy_logps, desirable)
-    metrics = {"loss": float(to_numpy(loss)), "kl": kl, "kl/unclamped": kl_raw, **metrics}
+    metrics = {"loss": float(to_numpy(loss)), "kl": kl, "kl/unclamped": kl_unclamped, **metrics}
     return StepResult(loss=metrics["loss"], grads=grads, metrics=metrics)
 
 
