@@ -124,7 +124,7 @@ def open_folder(
     marker = marker_name(kind)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{argument}: expected a directory; {path} is a file")
-    if not path.exists() or not any(path.iterdir()):
+    if not path.exists() or not [n for n in os.listdir(path) if n != LOCK]:
         if resume:
             raise FileNotFoundError(
                 f"{argument}: resume=True expects {path}/checkpoint.npz; none found"
