@@ -33,16 +33,20 @@ end on runs shorter than :data:`AUTO_CHECKPOINT_STEPS` steps, and every
 :data:`AUTO_CHECKPOINT_EVERY` steps on longer ones. ``resume=True`` continues from the
 checkpoint on exactly the trajectory of an uninterrupted run, after checking every entry of
 the checkpoint and that the data are the same.
+
+The pieces live beside this module: the loop shared with the SFT that makes a reference in
+:mod:`minikto.training.loop`, the run's files (start, resume, save) in
+:mod:`minikto.training.runstate` and :mod:`minikto.training.records`, and what a run folder
+may hold and replace in :mod:`minikto.training.rundir`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,12 +58,13 @@ from ..data.feedback import PairedDataset, UnpairedDataset
 from ..data.toy import ToyTask
 from ..exact import ExactEvaluator
 from ..policy import SoftmaxPolicy
-from .checkpoint import CheckpointError, check_training_state, load_checkpoint, save_checkpoint
 from .config import KTOConfig, check_weight_balance
-from .optim import NonFiniteError, make_optimizer
-from .records import JsonlLog, data_identity, describe_difference, read_rows, run_record
+from .loop import Batches, batch_indices, optimize
+from .optim import make_optimizer
+from .records import data_identity, run_record
 from .rundir import RunExistsError, RunFolder, open_folder
-from .step import StepResult, paired_step, unpaired_step
+from .runstate import AUTO_CHECKPOINT_EVERY, AUTO_CHECKPOINT_STEPS, RunState, dtype_name
+from .step import StepResult
 
 __all__ = [
     "AUTO_CHECKPOINT_EVERY",
@@ -69,12 +74,6 @@ __all__ = [
     "batch_indices",
     "train",
 ]
-
-#: With ``checkpoint_every=0``, runs of at least this many steps still checkpoint ...
-AUTO_CHECKPOINT_STEPS = 1000
-#: ... every this many steps.
-AUTO_CHECKPOINT_EVERY = 250
-
 
 @dataclass
 class TrainResult:
@@ -87,20 +86,6 @@ class TrainResult:
     evals: list[dict[str, Any]] = field(default_factory=list)  #: exact evaluations
     summary: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
-
-
-def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
-    """The example indices of batch number ``step`` (0-based), a pure function of its inputs.
-
-    Epoch ``e`` shuffles the data with ``numpy.random.default_rng([seed, e])`` and cuts the
-    permutation into ``max(1, N // batch_size)`` nearly equal batches.
-    """
-    if num_examples < 2:
-        raise ValueError(f"data: expected at least 2 examples per batch; got {num_examples} in all")
-    per_epoch = max(1, num_examples // batch_size)
-    epoch, position = divmod(step, per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
-    return np.array_split(order, per_epoch)[position]
 
 
 def train(
@@ -229,15 +214,11 @@ def _as_trained(config: KTOConfig, reference: SoftmaxPolicy) -> KTOConfig:
     """The configuration with the model knobs of the reference actually used (a reference
     passed in decides the backend, dtype and features, whatever the config said)."""
     width = getattr(reference.features, "width", None)
-    model = {"backend": reference.backend, "dtype": _dtype_name(reference.dtype),
+    model = {"backend": reference.backend, "dtype": dtype_name(reference.dtype),
              "features": "onehot" if width is None else int(width)}
     if all(getattr(config, k) == v for k, v in model.items()):
         return config
     return dataclasses.replace(config, **model)
-
-
-def _dtype_name(dtype: Any) -> str:
-    return "float32" if "float32" in str(dtype) else "float64"
 
 
 def _layout(policy: SoftmaxPolicy) -> tuple:
@@ -271,9 +252,9 @@ def _make_reference(task: Any, data: Any, config: KTOConfig) -> SoftmaxPolicy:
     everything = UnpairedDataset(prompts, responses, np.ones(len(prompts), dtype=bool))
     sft = KTOConfig(loss="sft", learning_rate=config.learning_rate,
                     batch_size=config.batch_size, seed=config.seed + 1)
-    batches = _Batches(policy, everything, None, sft.seed, None)
+    batches = Batches(policy, everything, None, sft.seed, None)
     optimizer = make_optimizer("adam", config.learning_rate)
-    _optimize(policy, policy, batches, sft, optimizer, range(config.sft_steps))
+    optimize(policy, policy, batches, sft, optimizer, range(config.sft_steps))
     return policy
 
 
@@ -285,96 +266,19 @@ def _open(out_dir: Any, *, overwrite: bool, resume: bool) -> RunFolder:
     return folder
 
 
-# ------------------------------------------------------------------------------------------
-# The loop, shared by training and by the SFT that makes a reference
-
-
-class _Batches:
-    """The data on the policy's backend and the reference's log-probs, cut into batches."""
-
-    def __init__(self, reference: Any, data: Any, task: Any, seed: int, max_length: Any) -> None:
-        xp = reference.xp
-        self.paired = isinstance(data, PairedDataset)
-        names = ("prompts", "chosen", "rejected") if self.paired else (
-            "prompts", "responses", "desirable")
-        self.arrays = {n: xp.asarray(np.asarray(getattr(data, n))) for n in names}
-        p = self.arrays["prompts"]
-        if self.paired:
-            self.ref = {n: reference.sequence_logps(p, self.arrays[n]) for n in names[1:]}
-        elif task is None:  # SFT towards a reference: its log-probs play no part
-            self.ref = {"responses": xp.zeros(p.shape, dtype=reference.dtype)}
-        else:
-            self.ref = {"responses": reference.sequence_logps(p, self.arrays["responses"])}
-        self.xp, self.n, self.seed, self.max_length = xp, len(data), seed, max_length
-
-    def step(self, policy: Any, reference: Any, config: KTOConfig, step: int) -> StepResult:
-        """Forward, loss and backward on the batch of optimizer step ``step`` (0-based)."""
-        xp = self.xp
-        ix = xp.asarray(batch_indices(self.n, config.batch_size, self.seed, step))
-        a = {k: xp.take(v, ix, axis=0) for k, v in self.arrays.items()}
-        r = {k: xp.take(v, ix, axis=0) for k, v in self.ref.items()}
-        if self.paired:
-            return paired_step(policy, a["prompts"], a["chosen"], a["rejected"],
-                               r["chosen"], r["rejected"], config)
-        return unpaired_step(policy, reference, a["prompts"], a["responses"], a["desirable"],
-                             r["responses"], config, max_length=self.max_length)
-
-
-def _optimize(
-    policy: Any,
-    reference: Any,
-    batches: _Batches,
-    config: KTOConfig,
-    optimizer: Any,
-    steps: Iterable[int],
-    after: Callable[[int, StepResult, float], None] | None = None,
-) -> None:
-    """The optimizer steps ``steps`` (0-based); ``after(done, result, grad_norm)`` follows each."""
-    for step in steps:
-        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite value stops the run
-            result = batches.step(policy, reference, config, step)
-            norm = math.sqrt(sum(float(policy.xp.sum(g * g)) for g in result.grads.values()))
-        try:
-            if not (math.isfinite(result.loss) and math.isfinite(norm)):
-                what = "loss" if not math.isfinite(result.loss) else "gradient norm"
-                value = result.loss if what == "loss" else norm
-                raise NonFiniteError(f"the {what} is {value}")
-            with np.errstate(over="ignore", invalid="ignore"):
-                optimizer.step(policy.params, result.grads)
-        except NonFiniteError as err:
-            raise NonFiniteError(
-                f"step {step + 1}: {err}; the run stopped there. {_suspect(config)}"
-            ) from None
-        if after is not None:
-            after(step + 1, result, norm)
-
-
-def _suspect(config: KTOConfig) -> str:
-    """The knob most likely to blame for a non-finite step: the largest against its default."""
-    defaults = KTOConfig()
-    ratios = {
-        name: abs(float(getattr(config, name))) / float(getattr(defaults, name))
-        for name in ("beta", "desirable_weight", "undesirable_weight", "learning_rate")
-    }
-    name = max(ratios, key=lambda k: ratios[k])
-    if ratios[name] <= 1e3:
-        name = "learning_rate"
-    return f"Lower {name} (now {getattr(config, name):g})."
-
-
 def _run(
     task: Any, data: Any, config: KTOConfig, reference: SoftmaxPolicy, policy: SoftmaxPolicy,
     folder: RunFolder | None, record: dict[str, Any], quiet: bool, callback: Any,
 ) -> TrainResult:
     """Everything after the checks: the logs, the resume, the loop, the summary."""
     started = time.perf_counter()
-    batches = _Batches(reference, data, task, config.seed, task.max_length)
+    batches = Batches(reference, data, task, config.seed, task.max_length)
     if config.loss == "kto":
         check_weight_balance(int(data.desirable.sum()), int((~data.desirable).sum()),
                              config.desirable_weight, config.undesirable_weight)
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
     evaluator = ExactEvaluator(task, reference)
-    run = _RunState(folder, config, record, policy, optimizer)
+    run = RunState(folder, config, record, policy, optimizer)
     run.restore(evaluator)
     bar = _progress_bar(config, quiet, run.start)
 
@@ -392,7 +296,7 @@ def _run(
             bar.set_postfix(loss=f"{result.loss:.4f}", refresh=False)
 
     try:
-        _optimize(policy, reference, batches, config, optimizer,
+        optimize(policy, reference, batches, config, optimizer,
                   range(run.start, config.max_steps), after)
     finally:
         if bar is not None:
@@ -407,119 +311,6 @@ def _run(
             json.dump(summary, f, indent=2, allow_nan=False)
     return TrainResult(policy=policy, reference=reference, config=config, history=run.history,
                        evals=run.evals, summary=summary)
-
-
-class _RunState:
-    """The history, the evaluations and the files of one run: start, resume, save."""
-
-    def __init__(self, folder: RunFolder | None, config: KTOConfig, record: dict[str, Any],
-                 policy: SoftmaxPolicy, optimizer: Any) -> None:
-        self.folder, self.config, self.record = folder, config, record
-        self.policy, self.optimizer = policy, optimizer
-        self.history: list[dict[str, Any]] = []
-        self.evals: list[dict[str, Any]] = []
-        self.start = 0
-        every = config.checkpoint_every
-        if every == 0 and config.max_steps >= AUTO_CHECKPOINT_STEPS:
-            every = AUTO_CHECKPOINT_EVERY
-        self.every = every if folder is not None else 0
-        work = folder.work if folder is not None else Path()
-        self.metrics, self.evals_log = JsonlLog(work / "metrics.jsonl"), JsonlLog(
-            work / "evals.jsonl")
-
-    def restore(self, evaluator: ExactEvaluator) -> None:
-        """Resume from the checkpoint if there is one, then (re)write config.json and logs."""
-        folder = self.folder
-        path = None if folder is None else folder.work / "checkpoint.npz"
-        if path is not None and path.exists():
-            self._resume(path)
-        if not self.evals:
-            self.evals.append({"step": 0, **evaluator(self.policy)})
-        if folder is None:
-            return
-        record = self.record
-        if path.exists():  # keep the command that started the run
-            try:
-                saved = json.loads((folder.work / "config.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                saved = {}
-            if isinstance(saved, dict) and "command" in saved:
-                record = {**record, "command": saved["command"]}
-        with atomic_write(folder.work / "config.json", "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, allow_nan=False)
-        self.metrics.rewrite(self.history)
-        self.evals_log.rewrite(self.evals)
-
-    def _resume(self, path: Path) -> None:
-        config, policy = self.config, self.policy
-        state = load_checkpoint(path, config=config.to_dict())
-        layout = {k: (tuple(v.shape), _dtype_name(v.dtype)) for k, v in policy.params.items()}
-        check_training_state(state, path, params=layout, optimizer=config.optimizer)
-        extra = state["extra"]
-        if not all(isinstance(extra.get(k), dict) for k in ("metrics", "evals", "data")):
-            raise CheckpointError(
-                f"checkpoint {path}: expected the history and evaluations a training run "
-                f"saves; got the keys {sorted(extra)}"
-            )
-        if extra["data"] != self.record["data"]:
-            raise ValueError(
-                f"data: the run in {self.folder.path} was trained on other data "
-                f"({describe_difference(extra['data'], self.record['data'])}); resume it "
-                "with the same data, or start a new run"
-            )
-        start = state["step"]
-        if start > config.max_steps:
-            raise ValueError(
-                f"max_steps: expected at least the checkpoint's step {start} to resume; "
-                f"got {config.max_steps}"
-            )
-        history = read_rows(self.folder.work / "metrics.jsonl", extra["metrics"], path, "metrics")
-        evals = read_rows(self.folder.work / "evals.jsonl", extra["evals"], path, "evals")
-        _check_logs(history, evals, start, path)
-        xp = policy.xp
-        policy.params = {k: xp.asarray(v, dtype=policy.dtype) for k, v in state["params"].items()}
-        self.optimizer.load_state_dict(state["optimizer_state"], xp, policy.dtype)
-        self.start, self.history = start, history
-        # keep the scheduled evaluations; the saving run's final one is not on the schedule
-        every = config.eval_every
-        self.evals = [e for e in evals if e["step"] == 0 or (every and e["step"] % every == 0)]
-
-    def save(self, step: int) -> None:
-        """Append the logs, then write the checkpoint that vouches for them."""
-        if self.folder is None:
-            return
-        self.metrics.append(self.history)
-        self.evals_log.append(self.evals)
-        save_checkpoint(
-            self.folder.work / "checkpoint.npz",
-            step=step,
-            params=self.policy.params,
-            optimizer_state=self.optimizer.state_dict(),
-            config=self.config.to_dict(),
-            extra={"data": self.record["data"], "metrics": self.metrics.position(),
-                   "evals": self.evals_log.position()},
-        )
-
-
-def _check_logs(history: list[dict], evals: list[dict], step: int, path: Path) -> None:
-    """The logs a checkpoint vouches for must be the run's, step by step."""
-    if [h["step"] for h in history] != list(range(1, step + 1)):
-        raise CheckpointError(
-            f"checkpoint {path}: entry extra.metrics: expected one metrics row per step "
-            f"1..{step}; got steps {[h['step'] for h in history][:5]}..."
-        )
-    steps = [e["step"] for e in evals]
-    if not steps or steps[0] != 0 or steps != sorted(set(steps)) or steps[-1] > step:
-        raise CheckpointError(
-            f"checkpoint {path}: entry extra.evals: expected evaluations from step 0 in "
-            f"increasing order up to step {step}; got steps {steps}"
-        )
-    keys = ("expected_utility", "kl_to_reference", "desirable_mass")
-    if any(not isinstance(e.get(k), (int, float)) for e in evals for k in keys):
-        raise CheckpointError(
-            f"checkpoint {path}: entry extra.evals: expected {', '.join(keys)} in every "
-            "evaluation"
-        )
 
 
 def _progress_bar(config: KTOConfig, quiet: bool, start: int) -> Any:
