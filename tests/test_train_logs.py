@@ -165,3 +165,15 @@ def test_a_checkpoint_holds_the_parameters_not_the_history(data, tmp_path):
         train(TASK, data, config, out_dir=tmp_path / str(steps))
         sizes.append((tmp_path / str(steps) / "checkpoint.npz").stat().st_size)
     assert abs(sizes[1] - sizes[0]) < 100  # a few digits of the counts, not 195 rows
+
+
+def test_the_weight_band_warning_is_one_clean_line(tmp_path):
+    data = tmp_path / "few.jsonl"
+    assert cli("data", "--out", str(data), "--n", "200", "--desirable-fraction", "0.2",
+               cwd=tmp_path).returncode == 0
+    out = cli("train", "--data", str(data), "--out", str(tmp_path / "run"), "--max-steps", "2",
+              "--batch-size", "16", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("minikto train: warning: desirable_weight")
+    assert "warnings.warn" not in out.stderr and "WeightBalanceWarning" not in out.stderr

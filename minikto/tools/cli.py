@@ -11,6 +11,7 @@ import json
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -323,13 +324,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = list(sys.argv) if argv is None else ["minikto", *argv]
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(args.func(args))
     except KeyboardInterrupt:
         print(f"minikto {args.command}: interrupted. {_after_interrupt(args)}", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as err:
         print(f"minikto {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _one_line_warning(command: str):
+    """A ``warnings.showwarning`` that prints ``minikto CMD: warning: MESSAGE`` and no source."""
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        print(f"minikto {command}: warning: {message}", file=sys.stderr)
+
+    return show
 
 
 def _after_interrupt(args: argparse.Namespace) -> str:
