@@ -177,3 +177,16 @@ def test_the_weight_band_warning_is_one_clean_line(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("minikto train: warning: desirable_weight")
     assert "warnings.warn" not in out.stderr and "WeightBalanceWarning" not in out.stderr
+
+
+def test_ctrl_c_while_replacing_a_run_says_the_old_run_is_kept(tmp_path, monkeypatch, capsys):
+    import minikto.training.train as module
+    from minikto.tools.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "train", interrupted)
+    code = main(["train", "--out", str(tmp_path / "run"), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 130 and "is kept as it was" in err and "--resume" not in err

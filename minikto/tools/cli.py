@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``minikto`` command with ``argv`` (default: ``sys.argv[1:]``)."""
     args = build_parser().parse_args(argv)
-    args.command_line = list(sys.argv) if argv is None else ["minikto", *argv]
+    args.command_line = ["minikto", *(sys.argv[1:] if argv is None else argv)]
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
@@ -346,8 +346,11 @@ def _one_line_warning(command: str):
 
 def _after_interrupt(args: argparse.Namespace) -> str:
     """What an interrupted command kept, and how to go on."""
+    if args.command == "train" and getattr(args, "overwrite", False):
+        return (f"The run that was in {args.out} is kept as it was (a replacement is swapped in "
+                "only once complete); run the same command again to replace it.")
     if args.command == "train":
-        again = [a for a in args.command_line[1:] if a not in ("--overwrite", "--resume")]
+        again = [a for a in args.command_line[1:] if a != "--resume"]
         return (
             f"The run folder {args.out} keeps its last checkpoint (if one was saved); continue "
             f"it with: minikto {shlex.join(again)} --resume"
