@@ -275,3 +275,36 @@ def test_aggregate_groups_in_order_and_summarises_each_group():
 def test_seeds_must_be_a_positive_int(bad):
     with pytest.raises(ValueError, match=r"^seeds: expected an int >= 1; got "):
         check_seeds(bad)
+
+
+def test_results_md_update_keeps_every_byte_outside_the_markers(quick, tmp_path):
+    order = list(EXPERIMENTS)
+    noise = quick["noise"][0]
+    update_results_md(tmp_path, "noise", section_markdown(noise, "cmd-1"), order)
+    path = tmp_path / "RESULTS.md"
+    text = path.read_text(encoding="utf-8")
+    text = "# My own title\r\n\r\nA paragraph I wrote.\n\n" + text + "\nMy closing notes.\n"
+    path.write_text(text, encoding="utf-8", newline="")
+    update_results_md(tmp_path, "noise", section_markdown(noise, "cmd-2"), order)
+    new = path.read_bytes().decode()
+    assert new == text.replace("cmd-1", "cmd-2")
+    # a section missing from the file goes before the next experiment's, the rest untouched
+    start = new.index("<!-- BEGIN experiment imbalance")
+    end = new.index("<!-- END experiment imbalance -->") + len("<!-- END experiment imbalance -->")
+    path.write_text(new[:start] + new[end:].lstrip("\n"), encoding="utf-8", newline="")
+    update_results_md(tmp_path, "imbalance", section_markdown(quick["imbalance"][0], "cmd-3"),
+                      order)
+    final = path.read_bytes().decode()
+    assert final.startswith("# My own title\r\n\r\nA paragraph I wrote.")
+    assert final.endswith("My closing notes.\n")
+    assert final.index("BEGIN experiment imbalance") < final.index("BEGIN experiment noise")
+
+
+def test_an_experiment_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
+    target = tmp_path / "contradiction"
+    target.mkdir()
+    (target / "thesis.txt").write_text("mine")
+    code = main(["experiment", "contradiction", "--quick", "--out", str(tmp_path),
+                 "--overwrite"])
+    assert code == 2 and "thesis.txt" in capsys.readouterr().err
+    assert sorted(p.name for p in target.iterdir()) == ["thesis.txt"]

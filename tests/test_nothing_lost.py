@@ -21,6 +21,7 @@ import pytest
 
 import minikto.data.atomic
 import minikto.training.optim
+import minikto.training.records
 from minikto.data.feedback import sample_paired, sample_unpaired
 from minikto.data.toy import bandit_task, default_task
 from minikto.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -183,18 +184,67 @@ def fail_on_replace(monkeypatch, name: str, occurrence: int) -> None:
     monkeypatch.setattr(minikto.data.atomic.os, "replace", replace)
 
 
-def test_a_failure_while_writing_metrics_keeps_the_previous_file_and_the_run_resumes(
+def fail_on_append(monkeypatch, name: str, occurrence: int) -> None:
+    """Make the ``occurrence``-th append to the log ``name`` write half its bytes, then fail
+    (a full disk)."""
+    seen = []
+
+    class HalfFile:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, attr):
+            return getattr(self.handle, attr)
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        handle = open(path, mode, *args, **kwargs)
+        if os.path.basename(path) == name and mode == "r+b" and not seen.count("cut"):
+            seen.append(path)
+            if len(seen) == occurrence:
+                seen.append("cut")
+                return HalfFile(handle)
+        return handle
+
+    monkeypatch.setattr(minikto.training.records, "open", fake_open, raising=False)
+
+
+def test_a_failure_while_appending_metrics_keeps_the_files_consistent_and_the_run_resumes(
     unpaired, tmp_path, monkeypatch
 ):
     whole = train(TASK, unpaired, config("numpy"), out_dir=tmp_path / "whole")
     run = tmp_path / "cut"
-    fail_on_replace(monkeypatch, "metrics.jsonl", 2)  # the save at step 6
-    with pytest.raises(OSError, match="disk full while replacing metrics.jsonl"):
+    fail_on_append(monkeypatch, "metrics.jsonl", 2)  # the save at step 6
+    with pytest.raises(OSError, match=r"could not write .*cut/metrics.jsonl: No space left"):
         train(TASK, unpaired, config("numpy"), out_dir=run)
     monkeypatch.undo()
-    # the previous metrics.jsonl is whole (the save at step 3), nothing half-written remains
+    # the half-written rows were cut back: the logs and the checkpoint of step 3 agree
     assert jsonl(run / "metrics.jsonl") == whole.history[:3] and leftovers(run) == []
-    assert load_checkpoint(run / "checkpoint.npz")["step"] == 6  # written just before
+    assert load_checkpoint(run / "checkpoint.npz")["step"] == 3  # the logs are written first
+    resumed = train(TASK, unpaired, config("numpy"), out_dir=run, resume=True)
+    assert_same_run(resumed, whole, run, tmp_path / "whole")
+
+
+def test_a_failure_while_writing_the_checkpoint_leaves_logs_the_old_checkpoint_ignores(
+    unpaired, tmp_path, monkeypatch
+):
+    whole = train(TASK, unpaired, config("numpy"), out_dir=tmp_path / "whole")
+    run = tmp_path / "cut"
+    fail_on_replace(monkeypatch, "checkpoint.npz", 2)  # the save at step 6
+    with pytest.raises(OSError, match="disk full while replacing checkpoint.npz"):
+        train(TASK, unpaired, config("numpy"), out_dir=run)
+    monkeypatch.undo()
+    assert len(jsonl(run / "metrics.jsonl")) == 6  # ahead of the checkpoint of step 3
+    assert load_checkpoint(run / "checkpoint.npz")["step"] == 3
     resumed = train(TASK, unpaired, config("numpy"), out_dir=run, resume=True)
     assert_same_run(resumed, whole, run, tmp_path / "whole")
 
@@ -228,6 +278,8 @@ def test_resuming_a_finished_run_changes_nothing(unpaired, tmp_path):
 def test_every_run_directory_file_is_written_to_a_temporary_file_then_renamed(
     unpaired, tmp_path, monkeypatch
 ):
+    """The logs are rewritten this way when a run starts, then only appended (the checkpoint
+    records how much of them is valid); every other file is replaced at each save."""
     renames = []
     original = os.replace
 
@@ -238,13 +290,17 @@ def test_every_run_directory_file_is_written_to_a_temporary_file_then_renamed(
     monkeypatch.setattr(minikto.data.atomic.os, "replace", replace)
     run = tmp_path / "run"
     train(TASK, unpaired, config("numpy"), out_dir=run)
-    assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".minikto")) == sorted(
+        RUN_FILES)
     for name in RUN_FILES:
         sources = [src for src, dst in renames if os.path.basename(dst) == name]
         assert sources, f"{name} was not written through atomic_write"
         for src in sources:  # a hidden temporary beside the target, so the rename is atomic
             assert os.path.dirname(src) == str(run.resolve())
             assert os.path.basename(src).startswith(f".{name}.") and src.endswith(".tmp")
+    saves = STEPS // EVERY
+    assert len([1 for _, dst in renames if dst.endswith("checkpoint.npz")]) == saves
+    assert len([1 for _, dst in renames if dst.endswith("metrics.jsonl")]) == 1
 
 
 # ------------------------------------------------------------------------------------------

@@ -26,13 +26,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import contradiction, frontier, imbalance, noise, one_y_per_x, reference_point
+from ..data.atomic import atomic_write
+from ..training.rundir import open_folder
+from . import common, contradiction, frontier, imbalance, noise, one_y_per_x, reference_point
 from .common import (
     DEFAULT_SEEDS,
     QUICK_SEEDS,
     ExperimentResult,
     check_seeds,
-    prepare_dir,
     section_markdown,
     update_results_md,
     write_outputs,
@@ -70,6 +71,7 @@ def run_experiment(
     quick: bool = False,
     overwrite: bool = False,
     docs_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
     """Run experiment ``name`` and write its files into ``out_dir`` (created).
 
@@ -85,11 +87,15 @@ def run_experiment(
     quick : bool
         The reduced size the tests use (fewer seeds, steps and conditions).
     overwrite : bool
-        Replace an existing non-empty ``out_dir``.
+        Replace an existing ``out_dir`` written by minikto (a folder holding anything else is
+        refused); the new results are written beside it and swapped in once complete.
     docs_dir : path, optional
         Also regenerate this experiment's section of ``docs_dir/RESULTS.md`` and copy its
         figure to ``docs_dir/figures/results_<name>.png``. Refused for a quick run or
-        fewer than 3 seeds: the docs hold full-size numbers only.
+        fewer than 3 seeds: the docs hold full-size numbers only. Text outside the
+        experiment's markers is kept.
+    progress : callable, optional
+        Called with a short line (``"imbalance: seed 2/5"``) as the experiment goes.
 
     Returns
     -------
@@ -105,17 +111,28 @@ def run_experiment(
             "docs_dir: expected a full-size run (not quick, at least 3 seeds) to write "
             f"docs/RESULTS.md; got quick={quick}, seeds={seeds}"
         )
-    out = prepare_dir(out_dir, overwrite=overwrite)
-    started = time.perf_counter()
-    result = EXPERIMENTS[name](seeds=seeds, quick=quick)
-    result.seconds = time.perf_counter() - started
-    command = command_line(name, seeds, quick)
-    write_outputs(result, out, command=command)
+    folder = open_folder(out_dir, kind="experiment", overwrite=overwrite, argument="out")
+    try:
+        started = time.perf_counter()
+        if progress is not None:
+            common._REPORT.append(lambda line: progress(f"{name}: {line}"))
+        try:
+            result = EXPERIMENTS[name](seeds=seeds, quick=quick)
+        finally:
+            common._REPORT.clear()
+        result.seconds = time.perf_counter() - started
+        command = command_line(name, seeds, quick)
+        write_outputs(result, folder.work, command=command)
+    except BaseException:
+        folder.abandon()
+        raise
+    out = folder.finish()
     if docs_dir is not None:
         figures = Path(docs_dir) / "figures"
         figures.mkdir(parents=True, exist_ok=True)
         figure = f"results_{name}.png"
-        (figures / figure).write_bytes((out / figure).read_bytes())
+        with atomic_write(figures / figure, "wb") as f:
+            f.write((out / figure).read_bytes())
         update_results_md(
             docs_dir, name, section_markdown(result, command), order=list(EXPERIMENTS)
         )

@@ -14,7 +14,10 @@ max), and draws one figure. :func:`write_outputs` then writes its directory:
 - ``summary.json``: the aggregated rows and how the run was made.
 
 :func:`update_results_md` splices a ``section.md`` into ``docs/RESULTS.md`` between its
-markers, so each command regenerates its own section and leaves the others alone.
+markers, so each command regenerates its own section and leaves everything else in the file
+(the other sections and any text written by hand outside the markers) as it was.
+:func:`pick` finds one aggregated row by its condition; :func:`progress` reports how far an
+experiment has got (``minikto experiment`` prints it on stderr).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import csv
 import json
 import math
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +45,8 @@ __all__ = [
     "markdown_table",
     "mean_std",
     "pm",
-    "prepare_dir",
+    "pick",
+    "progress",
     "section_markdown",
     "std_or_zero",
     "train_row",
@@ -64,7 +67,7 @@ class ExperimentResult:
 
     name: str  #: the registry name, e.g. "imbalance"
     title: str  #: the section title in RESULTS.md
-    claim: str  #: the paper's claim, as KTO_REFERENCE.md states it (markdown)
+    claim: str  #: the paper's claim, citing its section, equation or proposition (markdown)
     design: str  #: how the toy tests it (markdown)
     rows: list[dict[str, Any]]  #: one per training run (-> runs.csv)
     table: list[dict[str, Any]]  #: aggregated rows (-> summary.json)
@@ -164,6 +167,24 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def pick(table: Sequence[dict[str, Any]], **condition: Any) -> dict[str, Any]:
+    """The one row of an :func:`aggregate` table whose columns equal ``condition``."""
+    for row in table:
+        if all(row.get(k) == v for k, v in condition.items()):
+            return row
+    raise KeyError(f"no row with {condition} in the table")
+
+
+#: Where :func:`progress` sends its lines (set by ``run_experiment(progress=...)``).
+_REPORT: list[Callable[[str], None]] = []
+
+
+def progress(message: str) -> None:
+    """Report how far the running experiment has got (a no-op unless someone listens)."""
+    for report in _REPORT:
+        report(message)
+
+
 # ------------------------------------------------------------------------------------------
 # One training run -> one row
 
@@ -189,22 +210,6 @@ def train_row(result: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------
 # Files
-
-
-def prepare_dir(path: str | Path, *, overwrite: bool) -> Path:
-    """Create the output directory; a non-empty one is replaced only with ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"out: expected a directory; {path} is a file")
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"out: {path} already holds results; pass --overwrite (overwrite=True) to "
-                "replace them or choose another --out"
-            )
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -305,28 +310,45 @@ def update_results_md(
 ) -> Path:
     """Put ``section`` (from :func:`section_markdown`) into ``docs_dir/RESULTS.md``.
 
-    The file is the header followed by one block per experiment in ``order``; the block of
-    ``name`` is replaced, the others are kept as they are (or stay a "not run yet" line).
+    In an existing file only the block of ``name`` (between its markers) is replaced; a
+    block not there yet goes before the next experiment of ``order`` that is there (or at
+    the end). Everything else, text written by hand included, is kept byte for byte. A new
+    file is the header followed by one block per experiment in ``order`` ("not run yet"
+    for the others). The file is replaced atomically.
     """
     if name not in order:
         raise ValueError(f"name: expected one of {list(order)}; got {name!r}")
     if not (section.startswith(_begin(name)) and section.rstrip().endswith(_end(name))):
         raise ValueError(f"section: expected a block between the markers of {name!r}")
     path = Path(docs_dir) / "RESULTS.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    blocks = {}
-    for other in order:
-        match = re.search(
-            re.escape(_begin(other)) + r".*?" + re.escape(_end(other)), old, flags=re.DOTALL
-        )
-        blocks[other] = (
-            match.group(0)
-            if match
-            else f"{_begin(other)}\n## {other}\n\nNot run yet: `minikto experiment {other} "
+    block = section.rstrip()
+    if path.exists():
+        text = _splice(path.read_bytes().decode("utf-8"), name, block, order)
+    else:
+        blocks = {
+            other: f"{_begin(other)}\n## {other}\n\nNot run yet: `minikto experiment {other} "
             f"--write-docs`.\n{_end(other)}"
-        )
-    blocks[name] = section.rstrip()
+            for other in order
+        }
+        blocks[name] = block
+        text = _HEADER + "\n" + "\n\n".join(blocks[k] for k in order) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        f.write(_HEADER + "\n" + "\n\n".join(blocks[k] for k in order) + "\n")
+    with atomic_write(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
     return path
+
+
+def _block(name: str) -> re.Pattern[str]:
+    return re.compile(re.escape(_begin(name)) + r".*?" + re.escape(_end(name)), flags=re.DOTALL)
+
+
+def _splice(text: str, name: str, block: str, order: Sequence[str]) -> str:
+    """``text`` with the block of ``name`` replaced (or inserted); nothing else changes."""
+    match = _block(name).search(text)
+    if match:
+        return text[: match.start()] + block + text[match.end():]
+    for later in order[order.index(name) + 1:]:
+        after = _block(later).search(text)
+        if after:
+            return text[: after.start()] + block + "\n\n" + text[after.start():]
+    return text.rstrip("\n") + "\n\n" + block + "\n"

@@ -44,9 +44,7 @@ from ..data.toy import default_task
 from ..exact import ExactEvaluator
 from ..tools.plots import PALETTE
 from ..training.config import KTOConfig, balanced_desirable_weight
-from ..training.optim import make_optimizer
-from ..training.step import paired_step, unpaired_step
-from ..training.train import batch_indices, train
+from ..training.train import train
 from .common import (
     DEFAULT_SEEDS,
     ExperimentResult,
@@ -54,7 +52,9 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    pick,
     pm,
+    progress,
     std_or_zero,
 )
 
@@ -108,6 +108,7 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
     steps = QUICK_STEPS if quick else STEPS
     rows: list[dict[str, Any]] = []
     for seed in range(seeds):
+        progress(f"seed {seed + 1}/{seeds}")
         # the aligned policy: the demo's recipe
         feedback = sample_unpaired(task, 2000, seed=seed)
         weight = balanced_desirable_weight(feedback.num_desirable, feedback.num_undesirable)
@@ -127,40 +128,14 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
                 batch = kto_batch if method == "kto" else dpo_batch
                 policy, log = _train_from(
                     start, reference, data, method, optimizer, batch or len(data), steps, seed,
-                    task.max_length,
+                    task,
                 )
-                before, after = evaluator(start), evaluator(policy)
-                mass_before = _masses(start, y1, y2)
-                mass_after = _masses(policy, y1, y2)
-                rows.append(
-                    {
-                        "seed": seed,
-                        "setting": setting,
-                        "method": method,
-                        "start": start_name,
-                        "pairs_from": source,
-                        "optimizer": optimizer,
-                        "batch_size": batch or len(data),
-                        "examples": len(data),
-                        "steps": steps,
-                        "max_param_change": float(
-                            np.max(np.abs(policy.get_flat() - start.get_flat()))
-                        ),
-                        **log,
-                        "mass_y1_before": mass_before[0],
-                        "mass_y2_before": mass_before[1],
-                        "mass_y1_after": mass_after[0],
-                        "mass_y2_after": mass_after[1],
-                        "gap_before": _gap(start, reference, y1, y2),
-                        "gap_after": _gap(policy, reference, y1, y2),
-                        "mass_before": mass_before[0] + mass_before[1],
-                        "mass_after": mass_after[0] + mass_after[1],
-                        "utility_before": before["expected_utility"],
-                        "utility_after": after["expected_utility"],
-                        "kl_before": before["kl_to_reference"],
-                        "kl_after": after["kl_to_reference"],
-                    }
-                )
+                rows.append({
+                    "seed": seed, "setting": setting, "method": method, "start": start_name,
+                    "pairs_from": source, "optimizer": optimizer,
+                    "batch_size": batch or len(data), "examples": len(data), "steps": steps,
+                    **_measure(evaluator, reference, start, policy, y1, y2, log),
+                })
 
     table = aggregate(
         rows,
@@ -267,6 +242,29 @@ def _gap(policy: Any, reference: Any, y1: np.ndarray, y2: np.ndarray) -> float:
     return float(np.mean(np.abs(r1 - r2)))
 
 
+def _measure(evaluator: Any, reference: Any, start: Any, policy: Any, y1: np.ndarray,
+             y2: np.ndarray, log: dict[str, float]) -> dict[str, float]:
+    """How far one run moved: parameters, the masses and log-ratio gap of y1 and y2, utility."""
+    before, after = evaluator(start), evaluator(policy)
+    mass_before, mass_after = _masses(start, y1, y2), _masses(policy, y1, y2)
+    return {
+        "max_param_change": float(np.max(np.abs(policy.get_flat() - start.get_flat()))),
+        **log,
+        "mass_y1_before": mass_before[0],
+        "mass_y2_before": mass_before[1],
+        "mass_y1_after": mass_after[0],
+        "mass_y2_after": mass_after[1],
+        "gap_before": _gap(start, reference, y1, y2),
+        "gap_after": _gap(policy, reference, y1, y2),
+        "mass_before": mass_before[0] + mass_before[1],
+        "mass_after": mass_after[0] + mass_after[1],
+        "utility_before": before["expected_utility"],
+        "utility_after": after["expected_utility"],
+        "kl_before": before["kl_to_reference"],
+        "kl_after": after["kl_to_reference"],
+    }
+
+
 def _train_from(
     start: Any,
     reference: Any,
@@ -276,57 +274,43 @@ def _train_from(
     batch_size: int,
     steps: int,
     seed: int,
-    max_length: int,
+    task: Any,
 ) -> tuple[Any, dict[str, float]]:
-    """``steps`` optimizer steps from ``start`` (``train`` always starts at the reference).
+    """``steps`` optimizer steps of :func:`~minikto.training.train.train` from ``start``.
 
-    The batches are those :func:`minikto.training.train.train` would draw (``batch_indices``).
     Returns the trained copy and the loss range and the largest gradient entry seen.
     """
-    policy = start.copy(frozen=False)
-    config = KTOConfig(loss=method, batch_size=batch_size, optimizer=optimizer_name)
-    optimizer = make_optimizer(optimizer_name, config.learning_rate)
-    losses, max_grad = [], 0.0
-    if method == "dpo":
-        ref_chosen = reference.sequence_logps(data.prompts, data.chosen)
-        ref_rejected = reference.sequence_logps(data.prompts, data.rejected)
-    else:
-        ref_logps = reference.sequence_logps(data.prompts, data.responses)
-    for step in range(steps):
-        ix = batch_indices(len(data), batch_size, seed, step)
-        if method == "dpo":
-            result = paired_step(policy, data.prompts[ix], data.chosen[ix], data.rejected[ix],
-                                 ref_chosen[ix], ref_rejected[ix], config)
-        else:
-            result = unpaired_step(policy, reference, data.prompts[ix], data.responses[ix],
-                                   data.desirable[ix], ref_logps[ix], config,
-                                   max_length=max_length)
-        losses.append(result.loss)
-        max_grad = max(max_grad, *(float(np.max(np.abs(to_numpy(g))))
-                                   for g in result.grads.values()))
-        optimizer.step(policy.params, result.grads)
-    return policy, {
+    config = KTOConfig(loss=method, batch_size=batch_size, optimizer=optimizer_name, seed=seed,
+                       max_steps=steps, eval_every=0)
+    max_grad = [0.0]
+
+    def largest_gradient(step: int, result: Any) -> None:
+        max_grad[0] = max(max_grad[0], *(float(np.max(np.abs(to_numpy(g))))
+                                         for g in result.grads.values()))
+
+    out = train(task, data, config, reference=reference, policy=start, quiet=True,
+                callback=largest_gradient)
+    losses = [h["loss"] for h in out.history]
+    return out.policy, {
         "loss_first": losses[0],
         "loss_last": losses[-1],
         "loss_min": float(np.min(losses)),
         "loss_max": float(np.max(losses)),
-        "max_grad": max_grad,
+        "max_grad": max_grad[0],
     }
-
-
-def _pick(table: list[dict], setting: str, method: str) -> dict:
-    return next(r for r in table if r["setting"] == setting and r["method"] == method)
 
 
 def _verdict(table: list[dict]) -> str:
     full = ("reference", "reference-sgd", "aligned", "aligned-ref-pairs")
-    kto = [_pick(table, s, "kto") for s in full]
+    kto = [pick(table, setting=s, method="kto") for s in full]
     kto_change = max(r["max_param_change_max"] for r in kto)
     kto_grad = max(r["max_grad_max"] for r in kto)
     kto_loss = max(max(abs(r["loss_min_min"] - 0.5), abs(r["loss_max_max"] - 0.5)) for r in kto)
-    sgd_dpo, adam_dpo = _pick(table, "reference-sgd", "dpo"), _pick(table, "reference", "dpo")
-    own, ref_pairs = _pick(table, "aligned", "dpo"), _pick(table, "aligned-ref-pairs", "dpo")
-    mini_kto = _pick(table, "minibatch", "kto")
+    sgd_dpo = pick(table, setting="reference-sgd", method="dpo")
+    adam_dpo = pick(table, setting="reference", method="dpo")
+    own = pick(table, setting="aligned", method="dpo")
+    ref_pairs = pick(table, setting="aligned-ref-pairs", method="dpo")
+    mini_kto = pick(table, setting="minibatch", method="kto")
     parts = [
         f"Yes for KTO, exactly: in every full-batch setting its loss stays within "
         f"{fmt(kto_loss, 1)} of 1/2 at every step, its largest gradient entry is "
@@ -400,7 +384,8 @@ def _figure(table: list[dict]) -> Any:
     ax = axes[0]
     for shift, method, color in ((-width / 2, "kto", PALETTE["policy"]),
                                  (width / 2, "dpo", PALETTE["dpo"])):
-        values = [max(_pick(table, s, method)["max_param_change_max"], floor) for s in settings]
+        values = [max(pick(table, setting=s, method=method)["max_param_change_max"], floor)
+                  for s in settings]
         ax.bar(x + shift, values, width, color=color, label=method.upper())
     ax.set_yscale("log")
     ax.set(title="Largest parameter change (max over seeds)", ylabel="max |theta - theta_start|")
@@ -409,11 +394,11 @@ def _figure(table: list[dict]) -> Any:
         (axes[1], "mass", "Probability of y1 + y2", "pi(y1|x) + pi(y2|x), mean over prompts"),
         (axes[2], "utility", "Exact expected utility", "exact expected utility"),
     ):
-        before = [_pick(table, s, "kto")[f"{metric}_before_mean"] for s in settings]
+        before = [pick(table, setting=s, method="kto")[f"{metric}_before_mean"] for s in settings]
         ax.bar(x - width, before, width * 0.95, color=PALETTE["reference"], label="before")
         for shift, method, color in ((0.0, "kto", PALETTE["policy"]),
                                      (width, "dpo", PALETTE["dpo"])):
-            rows = [_pick(table, s, method) for s in settings]
+            rows = [pick(table, setting=s, method=method) for s in settings]
             ax.bar(x + shift, [r[f"{metric}_after_mean"] for r in rows], width * 0.95,
                    yerr=[std_or_zero(r[f"{metric}_after_std"]) for r in rows], capsize=2,
                    color=color, label=f"{method.upper()} after")

@@ -36,6 +36,7 @@ from .common import (
     fmt,
     markdown_table,
     pm,
+    progress,
     std_or_zero,
     train_row,
 )
@@ -77,6 +78,7 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
     rows: list[dict[str, Any]] = []
     sft_paths: list[list[tuple[float, float]]] = []
     for seed in range(seeds):
+        progress(f"seed {seed + 1}/{seeds}")
         pairs = sample_paired(task, PAIRS, seed=seed)
         both = unpair(pairs)
         thumbs = UnpairedDataset(

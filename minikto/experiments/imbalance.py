@@ -1,4 +1,4 @@
-"""Imbalance: drop most desirable examples and rebalance with Eq. 8 (KTO_REFERENCE §4, §5.2).
+"""Imbalance: drop most desirable examples and rebalance with Eq. 8 (paper, Eq. 8).
 
 For each seed, 2000 responses are sampled from the base policy and labelled by the hidden
 utility (thumbs-up when u > 0, about 30 % of them); then only a fraction f of the desirable
@@ -31,7 +31,9 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    pick,
     pm,
+    progress,
     std_or_zero,
     train_row,
 )
@@ -66,6 +68,7 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
     steps = QUICK_STEPS if quick else STEPS
     rows: list[dict[str, Any]] = []
     for seed in range(seeds):
+        progress(f"seed {seed + 1}/{seeds}")
         for fraction in fractions:
             data = sample_unpaired(task, EXAMPLES, seed=seed, desirable_fraction=fraction)
             n_d, n_u = data.num_desirable, data.num_undesirable
@@ -172,23 +175,19 @@ def _n_u(rows: list[dict[str, Any]]) -> float:
     return float(np.mean([r["n_undesirable"] for r in rows if r["method"] == "kto"]))
 
 
-def _pick(table: list[dict], weighting: str, fraction: float) -> dict:
-    return next(
-        r for r in table if r["weighting"] == weighting and r["desirable_fraction"] == fraction
-    )
-
-
 def _verdict(table: list[dict], reference: float, fractions: tuple[float, ...]) -> str:
     low = min(fractions)
-    full_eq8, low_eq8 = _pick(table, "eq8", 1.0), _pick(table, "eq8", low)
-    low_one = _pick(table, "one", low)
-    dpo = _pick(table, "pairs", 1.0)
+    full_eq8 = pick(table, weighting="eq8", desirable_fraction=1.0)
+    low_eq8 = pick(table, weighting="eq8", desirable_fraction=low)
+    low_one = pick(table, weighting="one", desirable_fraction=low)
+    dpo = pick(table, weighting="pairs", desirable_fraction=1.0)
     eq8_all_above = all(
-        _pick(table, "eq8", f)["utility_max"] > reference
-        and _pick(table, "eq8", f)["utility_min"] > reference
+        pick(table, weighting="eq8", desirable_fraction=f)["utility_max"] > reference
+        and pick(table, weighting="eq8", desirable_fraction=f)["utility_min"] > reference
         for f in fractions
     )
-    one_below = [f for f in fractions if _pick(table, "one", f)["utility_mean"] < reference]
+    one_below = [f for f in fractions
+                 if pick(table, weighting="one", desirable_fraction=f)["utility_mean"] < reference]
     parts = []
     if eq8_all_above:
         parts.append(
@@ -203,7 +202,7 @@ def _verdict(table: list[dict], reference: float, fractions: tuple[float, ...]) 
             "No: with lambda_D from Eq. 8 some runs end at or below the reference's "
             f"utility ({reference:+.3f})."
         )
-    full_one = _pick(table, "one", 1.0)
+    full_one = pick(table, weighting="one", desirable_fraction=1.0)
     if full_one["utility_mean"] >= full_eq8["utility_mean"]:
         parts.append(
             "Eq. 8 is not needed with all the data: at 100% (about 30% thumbs-up) "
@@ -250,7 +249,7 @@ def _figure(table: list[dict], reference: float, best: float) -> Any:
     kto = [r for r in table if r["method"] == "kto"]
     fractions = sorted({r["desirable_fraction"] for r in kto}, reverse=True)
     x = np.arange(len(fractions))
-    dpo = _pick(table, "pairs", 1.0)
+    dpo = pick(table, weighting="pairs", desirable_fraction=1.0)
     for ax, metric, ylabel in (
         (axes[0], "utility", "exact expected utility"),
         (axes[1], "kl", "exact KL(pi || pi_ref) [nats]"),
@@ -259,7 +258,7 @@ def _figure(table: list[dict], reference: float, best: float) -> Any:
             ("eq8", dict(marker="o", ls="-"), "KTO, lambda_D from Eq. 8"),
             ("one", dict(marker="s", ls="--", mfc="white"), "KTO, lambda_D = 1"),
         ):
-            rows = [_pick(table, weighting, f) for f in fractions]
+            rows = [pick(table, weighting=weighting, desirable_fraction=f) for f in fractions]
             ax.errorbar(
                 x,
                 [r[f"{metric}_mean"] for r in rows],

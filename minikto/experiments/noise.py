@@ -1,4 +1,4 @@
-"""Label noise: flipped feedback hurts KTO less than DPO (KTO_REFERENCE §3, §5.3).
+"""Label noise: flipped feedback hurts KTO less than DPO (the paper's Prop. 4.1).
 
 The controlled design: for each seed and noise level eta, ``sample_paired(task, 1000,
 seed=s, label_noise=eta)`` draws 1000 pairs and swaps chosen and rejected in exactly
@@ -29,7 +29,9 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    pick,
     pm,
+    progress,
     std_or_zero,
     train_row,
 )
@@ -64,6 +66,7 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
     steps = QUICK_STEPS if quick else STEPS
     rows: list[dict[str, Any]] = []
     for seed in range(seeds):
+        progress(f"seed {seed + 1}/{seeds}")
         clean: dict[str, float] = {}
         for eta in levels:
             pairs = sample_paired(task, PAIRS, seed=seed, label_noise=eta)
@@ -132,14 +135,10 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
     )
 
 
-def _pick(table: list[dict], method: str, eta: float) -> dict:
-    return next(r for r in table if r["method"] == method and r["label_noise"] == eta)
-
-
 def _verdict(table: list[dict], levels: tuple[float, ...]) -> str:
     top = max(levels)
-    kto, dpo = _pick(table, "kto", top), _pick(table, "dpo", top)
-    kto0, dpo0 = _pick(table, "kto", 0.0), _pick(table, "dpo", 0.0)
+    kto, dpo = (pick(table, method=m, label_noise=top) for m in ("kto", "dpo"))
+    kto0, dpo0 = (pick(table, method=m, label_noise=0.0) for m in ("kto", "dpo"))
     parts = []
     if kto["utility_drop_mean"] < dpo["utility_drop_mean"]:
         parts.append(
@@ -155,7 +154,8 @@ def _verdict(table: list[dict], levels: tuple[float, ...]) -> str:
     crossing = [
         eta
         for eta in levels
-        if _pick(table, "kto", eta)["utility_mean"] > _pick(table, "dpo", eta)["utility_mean"]
+        if pick(table, method="kto", label_noise=eta)["utility_mean"]
+        > pick(table, method="dpo", label_noise=eta)["utility_mean"]
     ]
     if kto0["utility_mean"] < dpo0["utility_mean"]:
         parts.append(
@@ -188,7 +188,7 @@ def _figure(table: list[dict], reference: float) -> Any:
         (axes[1], "kl", "exact KL(pi || pi_ref) [nats]"),
     ):
         for method, color in (("kto", PALETTE["policy"]), ("dpo", PALETTE["dpo"])):
-            rows = [_pick(table, method, eta) for eta in levels]
+            rows = [pick(table, method=method, label_noise=eta) for eta in levels]
             ax.errorbar(
                 [100 * eta for eta in levels],
                 [r[f"{metric}_mean"] for r in rows],

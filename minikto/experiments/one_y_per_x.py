@@ -1,4 +1,4 @@
-"""One response per prompt: KTO still learns without pairs (paper Table 1, KTO_REFERENCE §5.5).
+"""One response per prompt: KTO still learns without pairs (paper, Table 1).
 
 For each seed, ``sample_paired(task, 1000, seed=s)`` draws 1000 prompt instances with two
 responses each. Four arms train on those very instances:
@@ -37,7 +37,9 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    pick,
     pm,
+    progress,
     std_or_zero,
     train_row,
 )
@@ -75,6 +77,7 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
     steps = QUICK_STEPS if quick else STEPS
     rows: list[dict[str, Any]] = []
     for seed in range(seeds):
+        progress(f"seed {seed + 1}/{seeds}")
         pairs = sample_paired(task, INSTANCES, seed=seed)
         both = unpair(pairs)
         side = np.random.default_rng([seed, 1]).integers(2, size=len(pairs))
@@ -147,13 +150,9 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
     )
 
 
-def _pick(table: list[dict], arm: str) -> dict:
-    return next(r for r in table if r["arm"] == arm)
-
-
 def _verdict(table: list[dict], reference: float) -> str:
-    dpo, both = _pick(table, "dpo"), _pick(table, "kto-both")
-    one_pair, one_thumbs = _pick(table, "kto-one-pair"), _pick(table, "kto-one-thumbs")
+    dpo, both = pick(table, arm="dpo"), pick(table, arm="kto-both")
+    one_pair, one_thumbs = pick(table, arm="kto-one-pair"), pick(table, arm="kto-one-thumbs")
     one_best = max(one_pair["utility_mean"], one_thumbs["utility_mean"])
     learns = min(one_pair["utility_min"], one_thumbs["utility_min"]) > reference
     parts = [
@@ -197,7 +196,7 @@ def _figure(table: list[dict], reference: float) -> Any:
         (axes[0], "utility", "exact expected utility"),
         (axes[1], "kl", "exact KL(pi || pi_ref) [nats]"),
     ):
-        rows = [_pick(table, arm) for arm in ARMS]
+        rows = [pick(table, arm=arm) for arm in ARMS]
         bars = ax.bar(x, [r[f"{metric}_mean"] for r in rows],
                       yerr=[std_or_zero(r[f"{metric}_std"]) for r in rows], capsize=3,
                       color=colors, edgecolor="white")

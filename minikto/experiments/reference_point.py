@@ -1,4 +1,4 @@
-"""The reference point z0: five ways to set it, side by side (KTO_REFERENCE §2, §8).
+"""The reference point z0: five ways to set it, side by side (the paper's KTO loss, Section 4).
 
 Modes (:data:`minikto.Z0_MODES` and a number): ``batch`` (the mismatched-pair estimate,
 clamped at 0, detached: TRL's and the paper's), ``batch-grad`` (the same with the gradient
@@ -42,7 +42,9 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    pick,
     pm,
+    progress,
     train_row,
 )
 
@@ -89,6 +91,7 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
     curves: dict[tuple[float, str], list[list[float]]] = {}
     trace: dict[str, list[float]] = {}
     for seed in range(seeds):
+        progress(f"seed {seed + 1}/{seeds}")
         data = sample_unpaired(task, 2000, seed=seed)
         weight = balanced_desirable_weight(data.num_desirable, data.num_undesirable)
         for beta in betas:
@@ -197,25 +200,21 @@ def _z0_metrics(result: Any) -> dict[str, float | None]:
 def _z0_trace(result: Any) -> dict[str, list[float]]:
     """z0 used, the estimate before the clamp, and the exact KL at each evaluation step."""
     by_step = {h["step"]: h for h in result.history}
-    steps, used, raw, exact = [], [], [], []
+    steps, used, unclamped, exact = [], [], [], []
     for e in result.evals:
         h = by_step.get(e["step"] + 1)
         if h is not None:
             steps.append(e["step"])
             used.append(h["kl"])
-            raw.append(h["kl/unclamped"])
+            unclamped.append(h["kl/unclamped"])
             exact.append(e["kl_to_reference"])
-    return {"step": steps, "z0_used": used, "unclamped": raw, "exact_kl": exact}
-
-
-def _pick(table: list[dict], beta: float, mode: str) -> dict:
-    return next(r for r in table if r["beta"] == beta and r["z0"] == mode)
+    return {"step": steps, "z0_used": used, "unclamped": unclamped, "exact_kl": exact}
 
 
 def _verdict(table: list[dict], betas: tuple[float, ...]) -> str:
     b0 = betas[0]
-    batch, grad = _pick(table, b0, "batch"), _pick(table, b0, "batch-grad")
-    zero = _pick(table, b0, "zero")
+    batch, grad = pick(table, beta=b0, z0="batch"), pick(table, beta=b0, z0="batch-grad")
+    zero = pick(table, beta=b0, z0="zero")
     parts = [
         f"The clamp is the story. At beta = {b0:g} the batch estimate is clamped on "
         f"{batch['clamped_mean']:.1%} of the steps: the mismatched log-ratio is far below "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 import warnings
@@ -40,8 +41,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from .demo import run_demo
 
-    out = args.out or time.strftime("runs/demo-%Y%m%d-%H%M%S")
-    run_demo(out, seed=args.seed, overwrite=args.overwrite, max_steps=args.max_steps)
+    out = args.out if args.out is not None else time.strftime("runs/demo-%Y%m%d-%H%M%S")
+    run_demo(out, seed=args.seed, overwrite=args.overwrite, max_steps=args.max_steps,
+             quiet=getattr(args, "quiet", False), command=getattr(args, "command_line", None))
     return 0
 
 
@@ -110,15 +112,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         data, notes = read_for_training(args.data, task, paired=paired)
         for note in notes:
             print(f"minikto train: {note}", file=sys.stderr)
-    elif paired:
-        data = sample_paired(task, args.n, seed=config.seed)
+        source = {"path": str(args.data), "sha256": _file_sha256(args.data)}
     else:
-        data = sample_unpaired(task, args.n, seed=config.seed)
+        if paired:
+            data = sample_paired(task, args.n, seed=config.seed)
+        else:
+            data = sample_unpaired(task, args.n, seed=config.seed)
+        source = {"task": args.task, "n": args.n, "seed": config.seed}
     result = train(
-        task, data, config, out_dir=args.out, overwrite=args.overwrite, resume=args.resume
+        task, data, config, out_dir=args.out, overwrite=args.overwrite, resume=args.resume,
+        data_source=source, command=getattr(args, "command_line", None) or sys.argv,
+        quiet=getattr(args, "quiet", False),
     )
     evaluator = ExactEvaluator(task, result.reference)
-    figures = Path(args.out) / "figures"
+    figures = Path(result.run_dir) / "figures"
     figures.mkdir(exist_ok=True)
     save_figure(plot_training_curves(result.history, result.evals), figures / "training_curves.png")
     save_figure(
@@ -127,6 +134,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     print(json.dumps(result.summary, indent=2))
     return 0
+
+
+def _file_sha256(path: str) -> str:
+    """The sha256 of a file (read in blocks; the dataset reader has already bounded it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _cmd_vectors(args: argparse.Namespace) -> int:
@@ -169,14 +187,17 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
             "--write-docs: expected a full-size run (no --quick, --seeds >= 3); docs/RESULTS.md "
             "holds full-size numbers only"
         )
+    from ..training.rundir import open_folder
+
     for name in names:  # refuse before anything runs, so `all` never stops half-way
-        target = out / name
-        if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            if not args.overwrite:
-                raise FileExistsError(
-                    f"--out: {target} already holds results; pass --overwrite to replace "
-                    "them or choose another --out"
-                )
+        open_folder(out / name, kind="experiment", overwrite=args.overwrite, argument="--out",
+                    dry_run=True)
+    quiet = getattr(args, "quiet", False)
+
+    def progress(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
     started = time.perf_counter()
     for name in names:
         print(f"minikto experiment {name}: running ({'quick' if args.quick else 'full size'})",
@@ -188,6 +209,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
             quick=args.quick,
             overwrite=args.overwrite,
             docs_dir=docs,
+            progress=progress,
         )
         print(result.table_md)
         print(f"\n{result.verdict}\n")
@@ -286,13 +308,37 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``minikto`` command with ``argv`` (default: ``sys.argv[1:]``)."""
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        try:
+    args.command_line = ["minikto", *(sys.argv[1:] if argv is None else argv)]
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
             return int(args.func(args))
-        except (ValueError, TypeError, OSError) as err:
-            print(f"minikto {args.command}: error: {err}", file=sys.stderr)
-            return 2
+    except KeyboardInterrupt:
+        print(f"minikto {args.command}: interrupted. {_after_interrupt(args)}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as err:
+        print(f"minikto {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted command kept, and how to go on."""
+    if args.command == "train" and getattr(args, "overwrite", False):
+        return (f"The run that was in {args.out} is kept as it was (a replacement is swapped in "
+                "only once complete); run the same command again to replace it.")
+    if args.command == "train":
+        again = [a for a in args.command_line[1:] if a != "--resume"]
+        return (
+            f"The run folder {args.out} keeps its last checkpoint (if one was saved); continue "
+            f"it with: minikto {shlex.join(again)} --resume"
+        )
+    if args.command == "demo":
+        return "Nothing was replaced; run the demo again (with --overwrite for the same --out)."
+    if args.command == "experiment":
+        return ("The experiment's folder and docs were left as they were; run it again (with "
+                "--overwrite if its folder was already complete).")
+    return "Nothing was written."
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,7 +19,7 @@ from ..data.feedback import sample_unpaired
 from ..data.toy import default_task
 from ..exact import ExactEvaluator
 from ..training.config import KTOConfig, balanced_desirable_weight
-from ..training.train import TrainResult, train
+from ..training.train import RunExistsError, TrainResult, train
 from .plots import (
     PALETTE,
     plot_policy_before_after,
@@ -44,8 +44,13 @@ def run_demo(
     overwrite: bool = False,
     max_steps: int | None = None,
     quiet: bool = False,
+    command: list[str] | None = None,
 ) -> TrainResult:
-    """Run the demo into ``out_dir`` and print what happened; return the training result."""
+    """Run the demo into ``out_dir`` and print what happened; return the training result.
+
+    ``overwrite`` replaces an earlier run folder of minikto's only (see
+    :mod:`minikto.training.rundir`); ``command`` is recorded in the run's ``config.json``.
+    """
     started = time.perf_counter()
     say = (lambda *a, **k: None) if quiet else print
     task = default_task()
@@ -70,7 +75,17 @@ def run_demo(
         f"beta {config.beta}, z0 {config.z0!r}"
     )
 
-    result = train(task, data, config, out_dir=out_dir, overwrite=overwrite)
+    try:
+        result = train(task, data, config, out_dir=out_dir, overwrite=overwrite, quiet=quiet,
+                       data_source={"task": task.name, "n": DEMO_EXAMPLES, "seed": seed},
+                       command=command)
+    except RunExistsError as err:
+        if "already holds a run" not in str(err):
+            raise
+        raise RunExistsError(  # the demo has no --resume: say what it does have
+            f"out: {out_dir} already holds a run; pass --overwrite to replace it or choose "
+            "another --out"
+        ) from None
     evaluator = ExactEvaluator(task, result.reference)
     before = evaluator.top_responses(result.reference, k=3)
     after = evaluator.top_responses(result.policy, k=3)

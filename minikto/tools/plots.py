@@ -34,9 +34,18 @@ PALETTE = {
 
 
 def save_figure(fig: Any, path: Any, *, dpi: int = 120) -> None:
-    """Save ``fig`` as a PNG (tight layout) and close it."""
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    """Save ``fig`` as a PNG (tight layout) and close it.
+
+    The PNG is written atomically (:func:`minikto.data.atomic.atomic_write`): a full disk or
+    a crash leaves the previous figure, never a truncated one.
+    """
+    from ..data.atomic import atomic_write
+
+    try:
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def _series(history: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:

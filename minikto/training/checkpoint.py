@@ -4,6 +4,11 @@ A checkpoint is written atomically (:mod:`minikto.data.atomic`), so a crash whil
 the previous checkpoint intact. Loading refuses, with a clear error, a file that is truncated
 or not a minikto checkpoint, one of another format version, and one whose configuration
 differs from the run's in anything that would change the trajectory.
+
+:func:`save_checkpoint` refuses what :func:`load_checkpoint` would refuse (so a checkpoint
+that was written can be read), and :func:`check_training_state` checks every entry of a
+training run's checkpoint against the run about to continue from it: parameter names,
+dtypes, shapes and finiteness, and the optimizer state's consistency with the step.
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ import numpy as np
 from ..backend import to_numpy
 from ..data.atomic import atomic_write
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "check_training_state",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 #: Bumped whenever the layout changes; older or newer files are refused.
 CHECKPOINT_FORMAT = 1
@@ -57,6 +68,11 @@ def save_checkpoint(
     extra : dict, optional
         Any other JSON-able metadata.
     """
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ValueError(f"step: expected an int >= 0; got {step!r}")
+    for name, value in (("config", config), ("extra", extra or {})):
+        if not isinstance(value, dict):
+            raise TypeError(f"{name}: expected a dict; got {type(value).__name__}")
     meta = {
         "format": "minikto-checkpoint",
         "version": CHECKPOINT_FORMAT,
@@ -64,9 +80,18 @@ def save_checkpoint(
         "config": config,
         "extra": extra or {},
     }
-    arrays = {f"param.{k}": to_numpy(v) for k, v in params.items()}
-    arrays.update({f"optim.{k}": np.asarray(v) for k, v in optimizer_state.items()})
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    try:  # NaN, inf and non-JSON values would come back as something else, or not at all
+        text = json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"config, extra: expected JSON values without NaN or inf ({err})"
+        ) from None
+    arrays = {f"param.{k}": _real_array(to_numpy(v), f"params[{k!r}]") for k, v in params.items()}
+    arrays.update(
+        {f"optim.{k}": _real_array(np.asarray(v), f"optimizer_state[{k!r}]", integer=True)
+         for k, v in optimizer_state.items()}
+    )
+    arrays["meta"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     with atomic_write(path, "wb") as handle:
         np.savez(handle, **arrays)
 
@@ -145,6 +170,11 @@ def load_checkpoint(path: str | Path, *, config: dict[str, Any] | None = None) -
                 f"checkpoint {path}: expected the configuration of this run; it differs in "
                 f"{details}"
             )
+    for key, value in arrays.items():
+        try:
+            _real_array(value, key, integer=key.startswith("optim."))
+        except ValueError as err:
+            raise CheckpointError(f"checkpoint {path}: entry {err}") from None
     return {
         "step": step,
         "params": {k[6:]: v for k, v in arrays.items() if k.startswith("param.")},
@@ -152,3 +182,92 @@ def load_checkpoint(path: str | Path, *, config: dict[str, Any] | None = None) -
         "config": meta.get("config", {}),
         "extra": meta.get("extra", {}),
     }
+
+
+def _real_array(value: Any, name: str, *, integer: bool = False) -> np.ndarray:
+    """``value`` if it is a finite real float array (or, with ``integer``, an int array)."""
+    kinds = "fiu" if integer else "f"
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in kinds:
+        dtype = getattr(value, "dtype", type(value).__name__)
+        raise ValueError(f"{name}: expected a real {'number' if integer else 'float'} array; "
+                         f"got {dtype}")
+    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        raise ValueError(f"{name}: expected finite values; got NaN or inf")
+    return value
+
+
+def check_training_state(
+    state: dict[str, Any],
+    path: str | Path,
+    *,
+    params: dict[str, tuple[tuple[int, ...], str]],
+    optimizer: str,
+) -> None:
+    """Refuse a training run's checkpoint whose entries do not fit the run resuming from it.
+
+    Parameters
+    ----------
+    state : dict
+        What :func:`load_checkpoint` returned.
+    path : path
+        The checkpoint (named in the error).
+    params : dict name -> (shape, dtype name)
+        The parameters of the resuming run's policy.
+    optimizer : "adam" or "sgd"
+
+    Raises
+    ------
+    CheckpointError
+        Naming the checkpoint and the first entry that does not fit.
+    """
+    saved = {k: (tuple(v.shape), v.dtype.name) for k, v in state["params"].items()}
+    if saved != params:
+        if {k: s for k, (s, _) in saved.items()} != {k: s for k, (s, _) in params.items()}:
+            shapes = {k: s for k, (s, _) in params.items()}
+            got = {k: s for k, (s, _) in saved.items()}
+            raise CheckpointError(
+                f"checkpoint {path}: expected parameters {shapes} for this task and model; "
+                f"got {got}"
+            )
+        bad = next(k for k in params if saved[k] != params[k])
+        raise CheckpointError(
+            f"checkpoint {path}: entry param.{bad}: expected dtype {params[bad][1]}; "
+            f"got {saved[bad][1]}"
+        )
+    step, opt = state["step"], state["optimizer_state"]
+    t = opt.get("t")
+    if t is None or t.shape != () or t.dtype.kind not in "iu" or int(t) != step:
+        raise CheckpointError(
+            f"checkpoint {path}: entry optim.t: expected the integer step count {step}; "
+            f"got {t!r}"
+        )
+    expected = {"t"}
+    if optimizer == "adam" and step > 0:
+        expected |= {f"{m}.{k}" for m in ("m", "v") for k in params}
+    if set(opt) != expected:
+        raise CheckpointError(
+            f"checkpoint {path}: entry optim: expected the {optimizer} state "
+            f"{sorted(expected)}; got {sorted(opt)}"
+        )
+    for key in sorted(expected - {"t"}):
+        shape, dtype = params[key[2:]]
+        value = opt[key]
+        if (tuple(value.shape), value.dtype.name) != (shape, dtype):
+            raise CheckpointError(
+                f"checkpoint {path}: entry optim.{key}: expected shape {shape} and dtype "
+                f"{dtype}; got {tuple(value.shape)} and {value.dtype.name}"
+            )
+        if key.startswith("v.") and np.any(value < 0):
+            raise CheckpointError(
+                f"checkpoint {path}: entry optim.{key}: expected second moments >= 0"
+            )
+
+
+def check_count(value: Any, name: str, path: str | Path, *, low: int = 0) -> int:
+    """A JSON integer >= ``low`` from a checkpoint's metadata, or a CheckpointError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise CheckpointError(
+            f"checkpoint {path}: entry {name}: expected an integer >= {low}; got {value!r}"
+        )
+    return value
+

@@ -12,18 +12,31 @@ Adam (Kingma & Ba 2015, Algorithm 1), with step count t starting at 1:
     v_t = \beta_2 v_{t-1} + (1 - \beta_2) g^2, \quad
     \theta \leftarrow \theta
         - \eta \frac{m_t / (1 - \beta_1^t)}{\sqrt{v_t / (1 - \beta_2^t)} + \epsilon}
+
+Both check everything before they change anything: the gradients must have the keys,
+shapes and dtypes of the parameters (a ``(1,)`` gradient is never broadcast onto a matrix)
+and be finite, and ``params`` must be a mutable dict (a frozen policy's read-only
+parameters are refused). An update whose result would not be finite (a gradient so large
+that its square overflows, say) raises :class:`NonFiniteError` and leaves the parameters
+and the optimizer state as they were. The optimizers replace the entries of the ``params``
+dict they are given and never write into any array in place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import numpy as np
 
 from .. import _checks
-from ..backend import to_numpy
+from ..backend import array_namespace, to_numpy
 
-__all__ = ["SGD", "Adam", "make_optimizer"]
+__all__ = ["SGD", "Adam", "NonFiniteError", "make_optimizer"]
+
+
+class NonFiniteError(FloatingPointError, ValueError):
+    """A loss, gradient or optimizer state that is not finite: the run cannot go on."""
 
 
 class SGD:
@@ -37,9 +50,10 @@ class SGD:
 
     def step(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
         """Update ``params`` in place of its entries: ``p <- p - lr * g``."""
-        _same_keys(params, grads)
-        for k in params:
-            params[k] = params[k] - self.learning_rate * grads[k]
+        _check_update(params, grads)
+        new = {k: params[k] - self.learning_rate * grads[k] for k in params}
+        _all_finite(new, "the updated parameters[{k!r}]")
+        params.update(new)
         self.t += 1
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -74,19 +88,27 @@ class Adam:
         self.v: dict[str, Any] = {}
 
     def step(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
-        """One Adam update of every entry of ``params``."""
-        _same_keys(params, grads)
-        self.t += 1
-        c1 = 1.0 - self.beta1**self.t
-        c2 = 1.0 - self.beta2**self.t
-        for k in params:
-            g = grads[k]
-            m = self.m.get(k)
-            v = self.v.get(k)
-            m = (1 - self.beta1) * g if m is None else self.beta1 * m + (1 - self.beta1) * g
-            v = (1 - self.beta2) * g * g if v is None else self.beta2 * v + (1 - self.beta2) * g * g
-            self.m[k], self.v[k] = m, v
-            params[k] = params[k] - self.learning_rate * (m / c1) / ((v / c2) ** 0.5 + self.eps)
+        """One Adam update of every entry of ``params`` (all or nothing)."""
+        _check_update(params, grads)
+        t = self.t + 1
+        c1 = 1.0 - self.beta1**t
+        c2 = 1.0 - self.beta2**t
+        new_m, new_v, new_p = {}, {}, {}
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            for k in params:
+                g = grads[k]
+                m, v = self.m.get(k), self.v.get(k)
+                m = (1 - self.beta1) * g if m is None else self.beta1 * m + (1 - self.beta1) * g
+                g2 = (1 - self.beta2) * g * g
+                v = g2 if v is None else self.beta2 * v + g2
+                new_m[k], new_v[k] = m, v
+                new_p[k] = params[k] - self.learning_rate * (m / c1) / ((v / c2) ** 0.5 + self.eps)
+        _all_finite(new_v, "Adam's second moment v[{k!r}] (the squared gradient overflows)")
+        _all_finite(new_p, "the updated parameters[{k!r}]")
+        self.m.update(new_m)
+        self.v.update(new_v)
+        params.update(new_p)
+        self.t = t
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The optimizer state as NumPy arrays (for a checkpoint)."""
@@ -111,6 +133,31 @@ def make_optimizer(name: str, learning_rate: float) -> SGD | Adam:
     raise ValueError(f"optimizer: expected 'adam' or 'sgd'; got {name!r}")
 
 
-def _same_keys(params: dict, grads: dict) -> None:
+def _check_update(params: Any, grads: Any) -> None:
+    """Refuse an update that would broadcast, mix dtypes, spread NaN or touch a frozen dict."""
+    if not isinstance(params, MutableMapping):
+        kind = "read-only mapping" if isinstance(params, Mapping) else type(params).__name__
+        raise TypeError(
+            f"params: expected the mutable dict of a trainable policy; got a {kind} (a frozen "
+            "policy, such as a reference, is never updated)"
+        )
+    if not isinstance(grads, Mapping):
+        raise TypeError(f"grads: expected a dict like params; got {type(grads).__name__}")
     if set(params) != set(grads):
         raise ValueError(f"grads: expected the keys {sorted(params)}; got {sorted(grads)}")
+    for k in params:
+        p, g = params[k], grads[k]
+        if tuple(getattr(g, "shape", ())) != tuple(p.shape) or getattr(g, "dtype", None) != p.dtype:
+            raise ValueError(
+                f"grads[{k!r}]: expected shape {tuple(p.shape)} and dtype {p.dtype} like the "
+                f"parameter; got shape {tuple(getattr(g, 'shape', ()))} and dtype "
+                f"{getattr(g, 'dtype', type(g).__name__)}"
+            )
+    _all_finite(grads, "grads[{k!r}]", error=ValueError)
+
+
+def _all_finite(arrays: Mapping[str, Any], what: str, error: type = NonFiniteError) -> None:
+    for k, a in arrays.items():
+        xp = array_namespace(a)
+        if not bool(xp.all(xp.isfinite(a))):
+            raise error(f"{what.format(k=k)}: expected finite values; got NaN or inf")

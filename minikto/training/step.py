@@ -4,8 +4,10 @@ Every step has the same shape: forward log-probs, a loss function from
 :mod:`minikto.kto` or :mod:`minikto.losses` that returns its own gradient with respect to
 the log-probs, then ``policy.sequence_logps_backward`` to the parameters. The metrics carry
 the names TRL logs (``loss``, ``kl``, ``rewards/chosen``, ``rewards/rejected``,
-``rewards/margins``, ``logps/chosen``, ``logps/rejected``); a mean over an empty set (a
-batch without desirable examples, say) is reported as ``None``, never NaN.
+``rewards/margins``, ``logps/chosen``, ``logps/rejected``, and for DPO
+``rewards/accuracies``, the fraction of pairs whose chosen reward exceeds the rejected one);
+a mean over an empty set (a batch without desirable examples, say) is reported as ``None``,
+never NaN.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def unpaired_step(
         T of the response space (for ``z0="exact"``).
     """
     xp = policy.xp
-    kl = kl_raw = None
+    kl = kl_unclamped = None
     if config.loss == "kto":
         out = kto_objective(
             policy,
@@ -71,7 +73,7 @@ def unpaired_step(
         loss, grads, policy_logps, rewards = out.loss, out.grads, out.policy_logps, out.kto.rewards
         kl = float(to_numpy(out.z0))
         if out.kl_logratio_mean is not None:
-            kl_raw = float(to_numpy(out.kl_logratio_mean))
+            kl_unclamped = float(to_numpy(out.kl_logratio_mean))
     else:
         policy_logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
         if config.loss == "apo_zero_unpaired":
@@ -94,7 +96,7 @@ def unpaired_step(
             prompts, responses, out.grad_policy_logps, cache=cache
         )
     metrics = _reward_metrics(xp, rewards, policy_logps, desirable)
-    metrics = {"loss": float(to_numpy(loss)), "kl": kl, "kl/unclamped": kl_raw, **metrics}
+    metrics = {"loss": float(to_numpy(loss)), "kl": kl, "kl/unclamped": kl_unclamped, **metrics}
     return StepResult(loss=metrics["loss"], grads=grads, metrics=metrics)
 
 
@@ -133,6 +135,8 @@ def paired_step(
         "rewards/chosen": rc,
         "rewards/rejected": rr,
         "rewards/margins": rc - rr,
+        "rewards/accuracies": float(xp.mean(xp.astype(
+            out.chosen_rewards > out.rejected_rewards, out.chosen_rewards.dtype))),
         "logps/chosen": float(xp.mean(chosen_logps)),
         "logps/rejected": float(xp.mean(rejected_logps)),
     }

@@ -3,28 +3,50 @@
 ``train(task, data, config)`` does, in order:
 
 1. the reference: the task's base policy (or, with ``sft_steps > 0``, a fresh policy
-   fine-tuned on the data's responses), frozen; the policy starts as a copy of it;
+   fine-tuned on the data's responses by this same loop), frozen; the policy starts as a
+   copy of it, or of the ``policy`` passed in;
 2. the reference's log-probs of every example, computed once;
 3. for ``loss="kto"``, the paper's Eq. 8 weight check (a warning with the ratio and band);
 4. ``max_steps`` optimizer steps. The batches of an epoch are a permutation of the data
    drawn from ``(seed, epoch)`` alone and cut into ``max(1, N // batch_size)`` nearly equal
    batches (each holds at least ``batch_size`` examples, every example is used once per
-   epoch), so the batch of any step is known without replaying the run;
+   epoch), so the batch of any step is known without replaying the run. The run stops at
+   the first loss, gradient or optimizer state that is not finite, naming the knob to lower;
 5. exact evaluation every ``eval_every`` steps; metrics per step with TRL's names.
 
-With ``out_dir`` the run directory receives ``config.json``, ``metrics.jsonl`` (one line per
-step), ``evals.jsonl``, ``summary.json`` and ``checkpoint.npz`` (atomically written). An
-existing non-empty directory is never overwritten unless ``overwrite=True``;
-``resume=True`` continues from its checkpoint on exactly the trajectory of an uninterrupted
-run (the checkpoint holds the parameters, the optimizer state, the step and the history).
+Metrics. Each step logs ``loss``, ``grad_norm`` (the L2 norm of the whole gradient before
+the update, as TRL logs it; Prop. 4.1 of the paper predicts it small on examples the policy
+already gets right or hopelessly wrong), ``learning_rate``, ``kl`` and ``kl/unclamped`` (the
+reference point used, and the mismatched mean before the clamp), ``rewards/chosen``,
+``rewards/rejected``, ``rewards/margins``, ``logps/chosen``, ``logps/rejected`` and, for DPO,
+``rewards/accuracies``. Every row holds every key: where TRL leaves a key out of its log
+(a batch without desirable examples has no ``rewards/chosen``; DPO and SFT have no ``kl``;
+a z0 mode without the batch estimate has no ``kl/unclamped``), minikto writes ``null``.
+
+The run folder (``out_dir``) receives ``config.json`` (the configuration, the data's
+identity, the command line and the versions), ``metrics.jsonl`` (one line per step) and
+``evals.jsonl`` (appended at each save), ``checkpoint.npz`` (atomic, O(parameters):
+parameters, optimizer state, step, and how many rows of each log belong to it),
+``summary.json``, and the marker and lock described in :mod:`minikto.training.rundir`
+(which also says what ``overwrite`` may replace). ``checkpoint_every=0`` saves only at the
+end on runs shorter than :data:`AUTO_CHECKPOINT_STEPS` steps, and every
+:data:`AUTO_CHECKPOINT_EVERY` steps on longer ones. ``resume=True`` continues from the
+checkpoint on exactly the trajectory of an uninterrupted run, after checking every entry of
+the checkpoint and that the data are the same.
+
+The pieces live beside this module: the loop shared with the SFT that makes a reference in
+:mod:`minikto.training.loop`, the run's files (start, resume, save) in
+:mod:`minikto.training.runstate` and :mod:`minikto.training.records`, and what a run folder
+may hold and replace in :mod:`minikto.training.rundir`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-import shutil
+import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,17 +58,22 @@ from ..data.feedback import PairedDataset, UnpairedDataset
 from ..data.toy import ToyTask
 from ..exact import ExactEvaluator
 from ..policy import SoftmaxPolicy
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import KTOConfig, check_weight_balance
+from .loop import Batches, batch_indices, optimize
 from .optim import make_optimizer
-from .step import StepResult, paired_step, unpaired_step
+from .records import data_identity, run_record
+from .rundir import RunExistsError, RunFolder, open_folder
+from .runstate import AUTO_CHECKPOINT_EVERY, AUTO_CHECKPOINT_STEPS, RunState, dtype_name
+from .step import StepResult
 
-__all__ = ["RunExistsError", "TrainResult", "batch_indices", "train"]
-
-
-class RunExistsError(FileExistsError):
-    """The run directory exists and holds files; pass overwrite=True or resume=True."""
-
+__all__ = [
+    "AUTO_CHECKPOINT_EVERY",
+    "AUTO_CHECKPOINT_STEPS",
+    "RunExistsError",
+    "TrainResult",
+    "batch_indices",
+    "train",
+]
 
 @dataclass
 class TrainResult:
@@ -61,20 +88,6 @@ class TrainResult:
     run_dir: Path | None = None
 
 
-def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
-    """The example indices of batch number ``step`` (0-based), a pure function of its inputs.
-
-    Epoch ``e`` shuffles the data with ``numpy.random.default_rng([seed, e])`` and cuts the
-    permutation into ``max(1, N // batch_size)`` nearly equal batches.
-    """
-    if num_examples < 2:
-        raise ValueError(f"data: expected at least 2 examples per batch; got {num_examples} in all")
-    per_epoch = max(1, num_examples // batch_size)
-    epoch, position = divmod(step, per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
-    return np.array_split(order, per_epoch)[position]
-
-
 def train(
     task: Any,
     data: UnpairedDataset | PairedDataset,
@@ -84,6 +97,11 @@ def train(
     overwrite: bool = False,
     resume: bool = False,
     reference: SoftmaxPolicy | None = None,
+    policy: SoftmaxPolicy | None = None,
+    data_source: Mapping[str, Any] | None = None,
+    command: Sequence[str] | None = None,
+    quiet: bool = False,
+    callback: Callable[[int, StepResult], None] | None = None,
 ) -> TrainResult:
     """Train a policy on ``data`` from the task's reference; see the module docstring.
 
@@ -95,27 +113,63 @@ def train(
         Unpaired for ``"kto"``, ``"apo_zero_unpaired"``, ``"sft"``; paired for ``"dpo"``.
     config : KTOConfig, optional
     out_dir : path, optional
-        The run directory (created).
+        The run folder (created; see :mod:`minikto.training.rundir` for what is refused).
     overwrite : bool
-        Replace an existing non-empty run directory.
+        Replace an existing run folder written by minikto (only once the new run is complete).
     resume : bool
         Continue from ``out_dir/checkpoint.npz`` (its configuration must match, but for
-        ``max_steps`` and the bookkeeping knobs).
+        ``max_steps`` and the bookkeeping knobs, and so must the data).
     reference : SoftmaxPolicy, optional
-        Use this reference instead of the task's base policy.
+        Use this reference instead of the task's base policy (a frozen copy is kept).
+    policy : SoftmaxPolicy, optional
+        Start from this policy instead of the reference (a copy is trained; the policy passed
+        in is never changed). Same vocabulary, backend, dtype and parameter shapes.
+    data_source : dict, optional
+        Where the data came from (``{"path", "sha256"}`` of a file, or ``{"task", "n",
+        "seed"}``), recorded in ``config.json`` with the arrays' own sha256.
+    command : list of str, optional
+        The command line that started the run (recorded).
+    quiet : bool
+        No progress bar.
+    callback : callable, optional
+        Called as ``callback(step, result)`` after each optimizer step (1-based ``step``,
+        the :class:`~minikto.training.step.StepResult` of that step).
 
     Returns
     -------
     TrainResult
     """
+    config = _check_inputs(task, data, config)
+    if resume and out_dir is None:
+        raise ValueError("out_dir: resume=True needs the run directory to resume from")
+    identity = data_identity(data, data_source)
+    run_record(config.to_dict(), identity, command)  # a value JSON cannot hold fails here
+    reference, policy = _starting_policies(task, data, config, reference, policy)
+    config = _as_trained(config, reference)
+    record = run_record(config.to_dict(), identity, command)
+    folder = None if out_dir is None else _open(out_dir, overwrite=overwrite, resume=resume)
+    try:
+        result = _run(task, data, config, reference, policy, folder, record, quiet, callback)
+        if folder is not None:
+            result.run_dir = folder.finish()
+    except BaseException:
+        if folder is not None:
+            folder.abandon()
+        raise
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+# Checks and the starting point (everything here runs before any folder is touched)
+
+
+def _check_inputs(task: Any, data: Any, config: Any) -> KTOConfig:
     config = KTOConfig() if config is None else config
     if not isinstance(config, KTOConfig):
         raise TypeError(f"config: expected a KTOConfig; got {type(config).__name__}")
     if not isinstance(task, ToyTask):
         raise TypeError(f"task: expected a ToyTask; got {type(task).__name__}")
-    started = time.perf_counter()
-    paired = isinstance(data, PairedDataset)
-    if config.loss == "dpo" and not paired:
+    if config.loss == "dpo" and not isinstance(data, PairedDataset):
         raise TypeError(
             "data: loss='dpo' expects a PairedDataset; got an UnpairedDataset "
             "(minikto.data.feedback.sample_paired makes one)"
@@ -125,9 +179,15 @@ def train(
             f"data: loss={config.loss!r} expects an UnpairedDataset; got "
             f"{type(data).__name__} (minikto.data.feedback.unpair converts pairs)"
         )
-    run_dir = _prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
+    if len(data) < 2:
+        raise ValueError(f"data: expected at least 2 examples per batch; got {len(data)} in all")
+    return config
 
-    # 1. reference and policy
+
+def _starting_policies(
+    task: Any, data: Any, config: KTOConfig, reference: Any, policy: Any
+) -> tuple[SoftmaxPolicy, SoftmaxPolicy]:
+    """The frozen reference and the trainable copy the run starts from."""
     if reference is None:
         reference = _make_reference(task, data, config)
     elif not isinstance(reference, SoftmaxPolicy):
@@ -138,136 +198,32 @@ def train(
                 f"reference: expected the task's {attr}, {getattr(task, attr)}; "
                 f"got {getattr(reference, attr)}"
             )
-    reference = reference.copy(frozen=True)
-    policy = reference.copy(frozen=False)
-    xp = policy.xp
-    optimizer = make_optimizer(config.optimizer, config.learning_rate)
-
-    # 2. the data on the backend, and the reference log-probs, once
-    arrays = _to_backend(xp, data)
-    if paired:
-        ref_chosen = reference.sequence_logps(arrays["prompts"], arrays["chosen"])
-        ref_rejected = reference.sequence_logps(arrays["prompts"], arrays["rejected"])
-    else:
-        ref_logps = reference.sequence_logps(arrays["prompts"], arrays["responses"])
-
-    # 3. Eq. 8
-    if config.loss == "kto":
-        check_weight_balance(
-            int(data.desirable.sum()),
-            int((~data.desirable).sum()),
-            config.desirable_weight,
-            config.undesirable_weight,
+    if policy is None:
+        policy = reference
+    elif not isinstance(policy, SoftmaxPolicy):
+        raise TypeError(f"policy: expected a SoftmaxPolicy; got {type(policy).__name__}")
+    elif _layout(policy) != _layout(reference):
+        raise ValueError(
+            f"policy: expected the reference's backend, dtype and parameters "
+            f"{_layout(reference)}; got {_layout(policy)}"
         )
-
-    evaluator = ExactEvaluator(task, reference)
-    history: list[dict[str, Any]] = []
-    evals: list[dict[str, Any]] = []
-    start = 0
-    if resume and run_dir is not None and (run_dir / "checkpoint.npz").exists():
-        state = load_checkpoint(run_dir / "checkpoint.npz", config=config.to_dict())
-        _check_resumable(state, policy, config, run_dir / "checkpoint.npz")
-        start = state["step"]
-        policy.params = {k: xp.asarray(v, dtype=policy.dtype) for k, v in state["params"].items()}
-        optimizer.load_state_dict(state["optimizer_state"], xp, policy.dtype)
-        history = state["extra"]["history"][:start]
-        # keep the scheduled evaluations; the saving run's final one is not on the schedule
-        evals = [
-            e
-            for e in state["extra"]["evals"]
-            if e["step"] <= start
-            and (e["step"] == 0 or (config.eval_every and e["step"] % config.eval_every == 0))
-        ]
-    elif resume:
-        raise FileNotFoundError(
-            f"out_dir: resume=True expects {run_dir}/checkpoint.npz; none found"
-        )
-    if run_dir is not None:
-        with atomic_write(run_dir / "config.json", "w", encoding="utf-8") as f:
-            json.dump(config.to_dict(), f, indent=2)
-    if not evals:
-        evals.append({"step": 0, **evaluator(policy)})
-
-    def save(step: int) -> None:
-        if run_dir is None:
-            return
-        save_checkpoint(
-            run_dir / "checkpoint.npz",
-            step=step,
-            params=policy.params,
-            optimizer_state=optimizer.state_dict(),
-            config=config.to_dict(),
-            extra={"history": history, "evals": evals},
-        )
-        _write_jsonl(run_dir / "metrics.jsonl", history)
-        _write_jsonl(run_dir / "evals.jsonl", evals)
-
-    progress = config.progress if config.progress is not None else config.max_steps >= 2000
-    steps = range(start, config.max_steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc=f"minikto {config.loss}", initial=start, total=config.max_steps)
-
-    # 4. the loop
-    n = len(data)
-    for step in steps:
-        idx = batch_indices(n, config.batch_size, config.seed, step)
-        ix = xp.asarray(idx)
-        if paired:
-            result: StepResult = paired_step(
-                policy,
-                xp.take(arrays["prompts"], ix, axis=0),
-                xp.take(arrays["chosen"], ix, axis=0),
-                xp.take(arrays["rejected"], ix, axis=0),
-                xp.take(ref_chosen, ix, axis=0),
-                xp.take(ref_rejected, ix, axis=0),
-                config,
-            )
-        else:
-            result = unpaired_step(
-                policy,
-                reference,
-                xp.take(arrays["prompts"], ix, axis=0),
-                xp.take(arrays["responses"], ix, axis=0),
-                xp.take(arrays["desirable"], ix, axis=0),
-                xp.take(ref_logps, ix, axis=0),
-                config,
-                max_length=task.max_length,
-            )
-        if not np.isfinite(result.loss):
-            raise FloatingPointError(f"step {step}: the loss is {result.loss}; lower learning_rate")
-        optimizer.step(policy.params, result.grads)
-        history.append({"step": step + 1, **result.metrics})
-        done = step + 1
-        if config.eval_every and done % config.eval_every == 0 and done != config.max_steps:
-            evals.append({"step": done, **evaluator(policy)})
-        if config.checkpoint_every and done % config.checkpoint_every == 0:
-            save(done)
-        if progress:
-            steps.set_postfix(loss=f"{result.loss:.4f}")
-
-    # 5. final evaluation, summary, files
-    if evals[-1]["step"] != config.max_steps:
-        evals.append({"step": config.max_steps, **evaluator(policy)})
-    summary = _summary(evals, evaluator, history, config, time.perf_counter() - started)
-    save(config.max_steps)
-    if run_dir is not None:
-        with atomic_write(run_dir / "summary.json", "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-    return TrainResult(
-        policy=policy,
-        reference=reference,
-        config=config,
-        history=history,
-        evals=evals,
-        summary=summary,
-        run_dir=run_dir,
-    )
+    return reference.copy(frozen=True), policy.copy(frozen=False)
 
 
-# ------------------------------------------------------------------------------------------
-# helpers
+def _as_trained(config: KTOConfig, reference: SoftmaxPolicy) -> KTOConfig:
+    """The configuration with the model knobs of the reference actually used (a reference
+    passed in decides the backend, dtype and features, whatever the config said)."""
+    width = getattr(reference.features, "width", None)
+    model = {"backend": reference.backend, "dtype": dtype_name(reference.dtype),
+             "features": "onehot" if width is None else int(width)}
+    if all(getattr(config, k) == v for k, v in model.items()):
+        return config
+    return dataclasses.replace(config, **model)
+
+
+def _layout(policy: SoftmaxPolicy) -> tuple:
+    shapes = {k: tuple(v.shape) for k, v in policy.params.items()}
+    return policy.backend, str(policy.dtype), shapes
 
 
 def _make_reference(task: Any, data: Any, config: KTOConfig) -> SoftmaxPolicy:
@@ -288,88 +244,87 @@ def _make_reference(task: Any, data: Any, config: KTOConfig) -> SoftmaxPolicy:
         dtype=config.dtype,
         eos_token=task.eos_token,
     )
-    xp = policy.xp
     if isinstance(data, PairedDataset):
         prompts = np.concatenate([data.prompts, data.prompts])
         responses = np.concatenate([data.chosen, data.rejected])
     else:
         prompts, responses = data.prompts, data.responses
-    sft_config = KTOConfig(
-        loss="sft",
-        learning_rate=config.learning_rate,
-        batch_size=config.batch_size,
-        seed=config.seed,
-    )
+    everything = UnpairedDataset(prompts, responses, np.ones(len(prompts), dtype=bool))
+    sft = KTOConfig(loss="sft", learning_rate=config.learning_rate,
+                    batch_size=config.batch_size, seed=config.seed + 1)
+    batches = Batches(policy, everything, None, sft.seed, None)
     optimizer = make_optimizer("adam", config.learning_rate)
-    everything = xp.asarray(np.ones(len(prompts), dtype=bool))
-    p_all, r_all = xp.asarray(prompts), xp.asarray(responses)
-    for step in range(config.sft_steps):
-        ix = xp.asarray(batch_indices(len(prompts), config.batch_size, config.seed + 1, step))
-        p, r = xp.take(p_all, ix, axis=0), xp.take(r_all, ix, axis=0)
-        zeros = xp.zeros(p.shape, dtype=policy.dtype)
-        result = unpaired_step(
-            policy, policy, p, r, xp.take(everything, ix, axis=0), zeros, sft_config
-        )
-        optimizer.step(policy.params, result.grads)
+    optimize(policy, policy, batches, sft, optimizer, range(config.sft_steps))
     return policy
 
 
-def _check_resumable(state: dict[str, Any], policy: SoftmaxPolicy, config: KTOConfig,
-                     path: Path) -> None:
-    """Refuse a checkpoint that this run cannot continue from (CheckpointError)."""
-    shapes = {k: tuple(v.shape) for k, v in policy.params.items()}
-    saved = {k: tuple(v.shape) for k, v in state["params"].items()}
-    if saved != shapes:
-        raise CheckpointError(
-            f"checkpoint {path}: expected parameters {shapes} for this task and model; "
-            f"got {saved}"
-        )
-    extra = state["extra"]
-    if not all(isinstance(extra.get(k), list) for k in ("history", "evals")):
-        raise CheckpointError(
-            f"checkpoint {path}: expected the history and evaluations a training run saves; "
-            f"got the keys {sorted(extra)}"
-        )
-    if state["step"] > config.max_steps:
-        raise ValueError(
-            f"max_steps: expected at least the checkpoint's step {state['step']} to resume; "
-            f"got {config.max_steps}"
-        )
+def _open(out_dir: Any, *, overwrite: bool, resume: bool) -> RunFolder:
+    folder = open_folder(out_dir, kind="run", overwrite=overwrite, resume=resume)
+    if folder.restarted and resume:  # a stub: nothing to resume, so the run starts over
+        print(f"minikto: {folder.path} holds no checkpoint (a run stopped before its first "
+              "save); starting it over", file=sys.stderr)
+    return folder
 
 
-def _to_backend(xp: Any, data: Any) -> dict[str, Any]:
-    if isinstance(data, PairedDataset):
-        names = ("prompts", "chosen", "rejected")
-    else:
-        names = ("prompts", "responses", "desirable")
-    return {name: xp.asarray(np.asarray(getattr(data, name))) for name in names}
+def _run(
+    task: Any, data: Any, config: KTOConfig, reference: SoftmaxPolicy, policy: SoftmaxPolicy,
+    folder: RunFolder | None, record: dict[str, Any], quiet: bool, callback: Any,
+) -> TrainResult:
+    """Everything after the checks: the logs, the resume, the loop, the summary."""
+    started = time.perf_counter()
+    batches = Batches(reference, data, task, config.seed, task.max_length)
+    if config.loss == "kto":
+        check_weight_balance(int(data.desirable.sum()), int((~data.desirable).sum()),
+                             config.desirable_weight, config.undesirable_weight)
+    optimizer = make_optimizer(config.optimizer, config.learning_rate)
+    evaluator = ExactEvaluator(task, reference)
+    run = RunState(folder, config, record, policy, optimizer)
+    run.restore(evaluator)
+    bar = _progress_bar(config, quiet, run.start)
+
+    def after(done: int, result: StepResult, norm: float) -> None:
+        run.history.append({"step": done, **result.metrics, "grad_norm": norm,
+                            "learning_rate": config.learning_rate})
+        if config.eval_every and done % config.eval_every == 0 and done != config.max_steps:
+            run.evals.append({"step": done, **evaluator(policy)})
+        if run.every and done % run.every == 0 and done != config.max_steps:
+            run.save(done)
+        if callback is not None:
+            callback(done, result)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{result.loss:.4f}", refresh=False)
+
+    try:
+        optimize(policy, reference, batches, config, optimizer,
+                  range(run.start, config.max_steps), after)
+    finally:
+        if bar is not None:
+            bar.close()
+    if run.evals[-1]["step"] != config.max_steps:
+        run.evals.append({"step": config.max_steps, **evaluator(policy)})
+    summary = _summary(run.evals, evaluator, run.history, config,
+                       time.perf_counter() - started, record)
+    run.save(config.max_steps)
+    if folder is not None:
+        with atomic_write(folder.work / "summary.json", "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2, allow_nan=False)
+    return TrainResult(policy=policy, reference=reference, config=config, history=run.history,
+                       evals=run.evals, summary=summary)
 
 
-def _prepare_run_dir(out_dir: str | Path | None, *, overwrite: bool, resume: bool) -> Path | None:
-    if out_dir is None:
-        if resume:
-            raise ValueError("out_dir: resume=True needs the run directory to resume from")
+def _progress_bar(config: KTOConfig, quiet: bool, start: int) -> Any:
+    """A tqdm bar on stderr, or None: shown when asked (``progress``), or by default for runs
+    of 2000 steps or more when stderr is a terminal; redrawn at most a few times a second."""
+    terminal = sys.stderr.isatty()
+    show = config.progress if config.progress is not None else (
+        config.max_steps >= 2000 and terminal)
+    if quiet or not show or start >= config.max_steps:
         return None
-    if not isinstance(out_dir, (str, os.PathLike)):
-        raise TypeError(f"out_dir: expected a directory path (str or Path); got {out_dir!r}")
-    run_dir = Path(out_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise NotADirectoryError(f"out_dir: expected a directory; {run_dir} is a file")
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        if not overwrite:
-            raise RunExistsError(
-                f"out_dir: {run_dir} already holds a run; pass overwrite=True (--overwrite) to "
-                "replace it or resume=True (--resume) to continue it"
-            )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    from tqdm import tqdm
 
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    return tqdm(desc=f"minikto {config.loss}", initial=start, total=config.max_steps,
+                file=sys.stderr, mininterval=0.25 if terminal else 10.0, dynamic_ncols=terminal)
 
 
 def _summary(
@@ -378,6 +333,7 @@ def _summary(
     history: list[dict],
     config: KTOConfig,
     seconds: float,
+    record: dict[str, Any],
 ) -> dict[str, Any]:
     first, last = evals[0], evals[-1]
     return {
@@ -392,4 +348,7 @@ def _summary(
         "steps": config.max_steps,
         "loss": config.loss,
         "seconds": seconds,
+        "data": record["data"],
+        "command": record["command"],
+        "versions": record["versions"],
     }

@@ -1,0 +1,150 @@
+"""The state of one run on disk: its history, its evaluations, and how they are started,
+resumed and saved.
+
+A save appends the new rows to ``metrics.jsonl`` and ``evals.jsonl`` first, then writes the
+checkpoint, which records how many rows (and bytes) of each log belong to it; so if a save
+fails half-way, the logs may run ahead of the checkpoint but never behind, and a resume
+reads exactly the rows the checkpoint vouches for (each one checked) and rewrites the logs
+to them. A resume also checks every entry of the checkpoint against the run
+(:func:`~minikto.training.checkpoint.check_training_state`) and refuses other data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..data.atomic import atomic_write
+from ..exact import ExactEvaluator
+from ..policy import SoftmaxPolicy
+from .checkpoint import CheckpointError, check_training_state, load_checkpoint, save_checkpoint
+from .config import KTOConfig
+from .records import JsonlLog, describe_difference, read_rows
+from .rundir import RunFolder
+
+__all__ = ["AUTO_CHECKPOINT_EVERY", "AUTO_CHECKPOINT_STEPS", "RunState", "check_logs",
+           "dtype_name"]
+
+#: With ``checkpoint_every=0``, runs of at least this many steps still checkpoint ...
+AUTO_CHECKPOINT_STEPS = 1000
+#: ... every this many steps.
+AUTO_CHECKPOINT_EVERY = 250
+
+
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` or ``"float64"`` for a dtype of any backend."""
+    return "float32" if "float32" in str(dtype) else "float64"
+
+
+class RunState:
+    """The history, the evaluations and the files of one run: start, resume, save."""
+
+    def __init__(self, folder: RunFolder | None, config: KTOConfig, record: dict[str, Any],
+                 policy: SoftmaxPolicy, optimizer: Any) -> None:
+        self.folder, self.config, self.record = folder, config, record
+        self.policy, self.optimizer = policy, optimizer
+        self.history: list[dict[str, Any]] = []
+        self.evals: list[dict[str, Any]] = []
+        self.start = 0
+        every = config.checkpoint_every
+        if every == 0 and config.max_steps >= AUTO_CHECKPOINT_STEPS:
+            every = AUTO_CHECKPOINT_EVERY
+        self.every = every if folder is not None else 0
+        work = folder.work if folder is not None else Path()
+        self.metrics, self.evals_log = JsonlLog(work / "metrics.jsonl"), JsonlLog(
+            work / "evals.jsonl")
+
+    def restore(self, evaluator: ExactEvaluator) -> None:
+        """Resume from the checkpoint if there is one, then (re)write config.json and logs."""
+        folder = self.folder
+        path = None if folder is None else folder.work / "checkpoint.npz"
+        if path is not None and path.exists():
+            self._resume(path)
+        if not self.evals:
+            self.evals.append({"step": 0, **evaluator(self.policy)})
+        if folder is None:
+            return
+        record = self.record
+        if path.exists():  # keep the command that started the run
+            try:
+                saved = json.loads((folder.work / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                saved = {}
+            if isinstance(saved, dict) and "command" in saved:
+                record = {**record, "command": saved["command"]}
+        with atomic_write(folder.work / "config.json", "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, allow_nan=False)
+        self.metrics.rewrite(self.history)
+        self.evals_log.rewrite(self.evals)
+
+    def _resume(self, path: Path) -> None:
+        config, policy = self.config, self.policy
+        state = load_checkpoint(path, config=config.to_dict())
+        layout = {k: (tuple(v.shape), dtype_name(v.dtype)) for k, v in policy.params.items()}
+        check_training_state(state, path, params=layout, optimizer=config.optimizer)
+        extra = state["extra"]
+        if not all(isinstance(extra.get(k), dict) for k in ("metrics", "evals", "data")):
+            raise CheckpointError(
+                f"checkpoint {path}: expected the history and evaluations a training run "
+                f"saves; got the keys {sorted(extra)}"
+            )
+        if extra["data"] != self.record["data"]:
+            raise ValueError(
+                f"data: the run in {self.folder.path} was trained on other data "
+                f"({describe_difference(extra['data'], self.record['data'])}); resume it "
+                "with the same data, or start a new run"
+            )
+        start = state["step"]
+        if start > config.max_steps:
+            raise ValueError(
+                f"max_steps: expected at least the checkpoint's step {start} to resume; "
+                f"got {config.max_steps}"
+            )
+        history = read_rows(self.folder.work / "metrics.jsonl", extra["metrics"], path, "metrics")
+        evals = read_rows(self.folder.work / "evals.jsonl", extra["evals"], path, "evals")
+        check_logs(history, evals, start, path)
+        xp = policy.xp
+        policy.params = {k: xp.asarray(v, dtype=policy.dtype) for k, v in state["params"].items()}
+        self.optimizer.load_state_dict(state["optimizer_state"], xp, policy.dtype)
+        self.start, self.history = start, history
+        # keep the scheduled evaluations; the saving run's final one is not on the schedule
+        every = config.eval_every
+        self.evals = [e for e in evals if e["step"] == 0 or (every and e["step"] % every == 0)]
+
+    def save(self, step: int) -> None:
+        """Append the logs, then write the checkpoint that vouches for them."""
+        if self.folder is None:
+            return
+        self.metrics.append(self.history)
+        self.evals_log.append(self.evals)
+        save_checkpoint(
+            self.folder.work / "checkpoint.npz",
+            step=step,
+            params=self.policy.params,
+            optimizer_state=self.optimizer.state_dict(),
+            config=self.config.to_dict(),
+            extra={"data": self.record["data"], "metrics": self.metrics.position(),
+                   "evals": self.evals_log.position()},
+        )
+
+
+def check_logs(history: list[dict], evals: list[dict], step: int, path: Path) -> None:
+    """The logs a checkpoint vouches for must be the run's, step by step."""
+    if [h["step"] for h in history] != list(range(1, step + 1)):
+        raise CheckpointError(
+            f"checkpoint {path}: entry extra.metrics: expected one metrics row per step "
+            f"1..{step}; got steps {[h['step'] for h in history][:5]}..."
+        )
+    steps = [e["step"] for e in evals]
+    if not steps or steps[0] != 0 or steps != sorted(set(steps)) or steps[-1] > step:
+        raise CheckpointError(
+            f"checkpoint {path}: entry extra.evals: expected evaluations from step 0 in "
+            f"increasing order up to step {step}; got steps {steps}"
+        )
+    keys = ("expected_utility", "kl_to_reference", "desirable_mass")
+    if any(not isinstance(e.get(k), (int, float)) for e in evals for k in keys):
+        raise CheckpointError(
+            f"checkpoint {path}: entry extra.evals: expected {', '.join(keys)} in every "
+            "evaluation"
+        )
