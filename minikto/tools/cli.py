@@ -275,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "name",
         choices=(
-            "all", "imbalance", "noise", "contradiction", "one-y-per-x", "reference-point",
-            "frontier",
+            "all", "imbalance", "noise", "contradiction", "minority", "one-y-per-x",
+            "reference-point", "frontier",
         ),
         help="the experiment, or all of them",
     )
