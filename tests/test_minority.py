@@ -62,3 +62,16 @@ def test_verdict_reports_both_halves_and_the_figure_reads_at_page_width(result):
     assert "DPO's half: yes" in result.verdict
     assert "KTO's half: yes" in result.verdict
     assert legend_points_at_width(result.figure) >= 9.0
+
+
+def test_verdict_says_no_when_a_half_fails_and_ties_are_called_ties():
+    def row(method, picks, theory="minority", log_odds=-1.0):
+        return {"method": method, "picks": picks, "theory_dpo_picks": theory,
+                "gap_to_dpo_optimum": 0.5, "log_odds": log_odds}
+
+    rows = [row("dpo", "majority"), row("kto", "minority")]
+    verdict = minority._verdict(rows)
+    assert "DPO's half: only partly" in verdict
+    assert "KTO's half: no" in verdict
+    assert "reproduces both halves" not in verdict
+    assert minority._pick(0.0) == "tie" and minority._pick(-0.5) == "minority"

@@ -206,7 +206,7 @@ def _verdict(rows: list[dict]) -> str:
         f"DPO's half: yes. Trained DPO sits on its closed-form optimum in every run (largest "
         f"gap {fmt(gap, 1)} nats of log-odds), so it prefers the response the closed form "
         f"says in {agree} of {len(dpo)} runs; it prefers the minority's y_b in {minority} "
-        f"runs, exactly the {len(predicted)} grid points below the boundary "
+        f"runs, exactly the {len(predicted)} runs whose grid point lies below the boundary "
         "p^(1/beta) pi_ref(y_a) = (1-p)^(1/beta) pi_ref(y_b)."
         if agree == len(dpo) else
         f"DPO's half: only partly. Trained DPO is within {fmt(gap, 1)} nats of its closed "
@@ -223,7 +223,10 @@ def _verdict(rows: list[dict]) -> str:
         f"KTO's half: no. KTO prefers the majority in only {kto_majority} of {len(kto)} "
         f"runs (smallest trained log-odds {fmt(kto_low, 2, signed=True)})."
     )
-    return first + " " + second + (
+    both_halves = agree == len(dpo) and kto_majority == len(kto)
+    return ("The toy reproduces both halves of the theorem. " if both_halves else "") + (
+        first + " " + second
+    ) + (
         " The toy's softmax over words can realise any ratio of two responses; on a sequence "
         "model whose responses share parameters the same optimum may not be reachable."
     )
@@ -260,6 +263,7 @@ def _figure(rows: list[dict], shares: tuple, grid: tuple) -> Any:
         ax.set(title=f"{method.upper()} after training (beta = {BETA:g})",
                xlabel="p, the share of pairs saying y_a > y_b", xlim=(0.5, 0.95),
                ylim=(low, 0.2))
+        ax.set_xticks(np.round(np.arange(0.5, 0.91, 0.1), 1))
     axes[0].set_ylabel("log pi_ref(y_a) / pi_ref(y_b)")
     handles: dict[str, Any] = {}
     for ax in axes:  # one legend for both panels, below them, covering no marker

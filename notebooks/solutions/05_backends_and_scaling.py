@@ -8,6 +8,7 @@ the exercises before reading on.
 
 import numpy as np
 
+
 # %% exercise-1
 # From minikto/features.py and SoftmaxPolicy.__init__:
 #   "onehot": a prompt table (P, V), a previous-token table (V + 1, V) (the extra row is the
