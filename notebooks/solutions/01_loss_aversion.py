@@ -20,7 +20,7 @@ r_quarter = 8.0 + float(np.log(3.0)) / 0.2
 r_half_weight = float(np.log(3 + 2 * np.sqrt(2)) / 0.1)
 
 # %% exercise-3
-# Eq. 8: 1 <= lambda_D * n_D / (lambda_U * n_U) <= 4/3 with lambda_U = 1, n_D = 1200 and
-# n_U = 6000, so lambda_D lies in [6000 / 1200, (4/3) * 6000 / 1200] = [5, 6.67]. Any value in
-# the band passes; 6 sits comfortably inside (ratio 1.2).
-my_desirable_weight = 6.0
+# Eq. 8: 1 <= lambda_D * n_D / (lambda_U * n_U) <= 4/3. With lambda_U = 1, n_D = 1300 and
+# n_U = 5200 the upper end is lambda_D = (4/3) * 5200 / 1300 = 16/3 = 5.333 (the band is
+# [4, 5.333]: weight the rare side up to balance, and at most a third more).
+largest_desirable_weight = 4.0 / 3.0 * 5200 / 1300
