@@ -107,12 +107,7 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
                         "picks": _pick(trained),
                         "theory_dpo_picks": _pick(closed),
                     })
-    table = aggregate(rows, by=("p", "reference_log_odds", "method"),
-                      metrics=("log_odds", "dpo_optimum", "gap_to_dpo_optimum"))
-    for row in table:
-        picks = {r["picks"] for r in rows if r["p"] == row["p"] and r["method"] == row["method"]
-                 and r["reference_log_odds"] == row["reference_log_odds"]}
-        row["picks"] = picks.pop() if len(picks) == 1 else "mixed"
+    table = _table(rows)
     return ExperimentResult(
         name=NAME,
         title="Unequal shares: DPO can prefer the minority, KTO the majority (Thm. 4.3)",
@@ -175,20 +170,35 @@ def _pick(log_odds: float) -> str:
     return "majority" if log_odds > 0 else "minority"
 
 
+def _table(rows: list[dict]) -> list[dict]:
+    """One row per (p, reference log-odds): each method's log-odds over seeds, its pick."""
+    by_method = aggregate(rows, by=("p", "reference_log_odds", "method"),
+                          metrics=("log_odds", "dpo_optimum", "gap_to_dpo_optimum"))
+    table: dict[tuple, dict[str, Any]] = {}
+    for agg in by_method:
+        key = (agg["p"], agg["reference_log_odds"])
+        row = table.setdefault(key, {"p": key[0], "reference_log_odds": key[1], "n": agg["n"]})
+        method = agg["method"]
+        for name, value in agg.items():
+            if name not in ("p", "reference_log_odds", "method", "n"):
+                row[f"{method}_{name}"] = value
+        picks = {r["picks"] for r in rows if r["method"] == method and r["p"] == key[0]
+                 and r["reference_log_odds"] == key[1]}
+        row[f"{method}_picks"] = picks.pop() if len(picks) == 1 else "mixed"
+    return list(table.values())
+
+
 def _table_md(table: list[dict]) -> str:
-    dpo = [r for r in table if r["method"] == "dpo"]
-    kto = {(r["p"], r["reference_log_odds"]): r for r in table if r["method"] == "kto"}
-    return markdown_table(dpo, [
+    return markdown_table(table, [
         ("p", lambda r: f"{r['p']:g}"),
         ("log pi_ref(y_a)/pi_ref(y_b)", lambda r: f"{r['reference_log_odds']:+g}"),
-        ("DPO optimum (closed form)", lambda r: fmt(r["dpo_optimum_mean"], 3, signed=True)),
-        ("DPO trained", lambda r: fmt(r["log_odds_mean"], 3, signed=True)),
-        ("max abs(DPO - optimum)", lambda r: fmt(max(abs(r["gap_to_dpo_optimum_min"]),
-                                                     abs(r["gap_to_dpo_optimum_max"])), 1)),
-        ("DPO prefers", lambda r: r["picks"]),
-        ("KTO trained (min over seeds)",
-         lambda r: fmt(kto[r["p"], r["reference_log_odds"]]["log_odds_min"], 2, signed=True)),
-        ("KTO prefers", lambda r: kto[r["p"], r["reference_log_odds"]]["picks"]),
+        ("DPO optimum (closed form)", lambda r: fmt(r["dpo_dpo_optimum_mean"], 3, signed=True)),
+        ("DPO trained", lambda r: fmt(r["dpo_log_odds_mean"], 3, signed=True)),
+        ("max abs(DPO - optimum)", lambda r: fmt(max(abs(r["dpo_gap_to_dpo_optimum_min"]),
+                                                     abs(r["dpo_gap_to_dpo_optimum_max"])), 1)),
+        ("DPO prefers", lambda r: r["dpo_picks"]),
+        ("KTO trained (min over seeds)", lambda r: fmt(r["kto_log_odds_min"], 2, signed=True)),
+        ("KTO prefers", lambda r: r["kto_picks"]),
     ])
 
 
