@@ -5,19 +5,29 @@ kernel whose working directory is ``notebooks/``, and written back in place with
 and figures. A code cell whose metadata holds ``"docs_figure": "NAME.png"`` also has its
 (last) PNG output saved as ``docs/figures/NAME.png``, the figure the README shows.
 
+Before running, each notebook's links are written from ``pyproject.toml``'s
+``[project.urls] Repository`` (the single source of the repository's address): the "Open in
+Colab" and Binder badges on the line after the ``<!-- links: ... -->`` marker of the first cell,
+and the ``REPOSITORY = "..."`` line of the install cell (the first code cell), which installs
+minikto from the repository only where ``import minikto`` fails. A notebook cannot read
+pyproject.toml on Colab, hence the links are generated here, at build time.
+
 The kernel runs on THIS Python interpreter (the native ipykernel spec of the running
 environment), whatever kernels are installed elsewhere: ``ipykernel`` must be importable,
 nothing has to be registered with ``jupyter kernelspec``. ``tests/test_notebooks.py`` runs the
 notebooks through the same :func:`execute_notebook`.
 
-Options: ``python scripts/run_notebooks.py [NOTEBOOK ...] [--timeout SECONDS] [--check]``;
-``--check`` executes without writing anything (a dry run of the regeneration).
+Options: ``python scripts/run_notebooks.py [NOTEBOOK ...] [--timeout SECONDS] [--check]
+[--budget SECONDS]``; ``--check`` executes without writing anything (a dry run of the
+regeneration); ``--budget`` fails a notebook that takes longer than that, kernel start included
+(CI runs ``--check --budget 90`` in an environment holding only ``.[notebooks]``).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import re
 import sys
 import time
 from pathlib import Path
@@ -31,6 +41,51 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 FIGURE_DIR = ROOT / "docs" / "figures"
 CELL_TIMEOUT = 300  # seconds per cell; every notebook is meant to finish in under 60 s
+LINKS_MARKER = "<!-- links: written by scripts/run_notebooks.py from pyproject.toml -->"
+BADGE = "[![Open In Colab]"
+REPOSITORY_LINE = re.compile(r'^REPOSITORY = "[^"]*"', re.MULTILINE)
+
+
+def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:
+    """``[project.urls] Repository`` of ``pyproject.toml``: ``https://github.com/OWNER/NAME``."""
+    text = pyproject.read_text(encoding="utf-8")
+    section = re.search(r"^\[project\.urls\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    found = section and re.search(r'^Repository\s*=\s*"([^"]+)"', section.group(1), re.M)
+    if not found:
+        raise ValueError(f"{pyproject}: expected a Repository entry under [project.urls]")
+    url = found.group(1).rstrip("/")
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
+        raise ValueError(f"{pyproject}: expected Repository = https://github.com/OWNER/NAME; "
+                         f"got {url!r}")
+    return url
+
+
+def badges(url: str, notebook: str) -> str:
+    """The Colab and Binder badges of ``notebooks/<notebook>`` in the repository ``url``."""
+    slug = url.removeprefix("https://github.com/")
+    colab = f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{notebook}"
+    binder = f"https://mybinder.org/v2/gh/{slug}/main?labpath=notebooks%2F{notebook}"
+    return (f"{BADGE}(https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
+            f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder})")
+
+
+def sync_links(nb: nbformat.NotebookNode, notebook: str, url: str) -> None:
+    """Write the badges and the install cell's ``REPOSITORY`` for ``url`` into ``nb``."""
+    first = nb.cells[0]
+    lines = first.source.split("\n")
+    if first.cell_type != "markdown" or LINKS_MARKER not in lines:
+        raise ValueError(f"{notebook}: its first cell must be markdown with the line "
+                         f"{LINKS_MARKER}")
+    at = lines.index(LINKS_MARKER) + 1
+    if at < len(lines) and lines[at].startswith(BADGE):
+        del lines[at]
+    lines.insert(at, badges(url, notebook))
+    first.source = "\n".join(lines)
+    install = next(c for c in nb.cells if c.cell_type == "code")
+    if not REPOSITORY_LINE.search(install.source) or "except ImportError" not in install.source:
+        raise ValueError(f"{notebook}: its first code cell must be the guarded install cell "
+                         "(REPOSITORY = \"...\" and `except ImportError`)")
+    install.source = REPOSITORY_LINE.sub(f'REPOSITORY = "{url}"', install.source)
 
 
 def notebook_paths(directory: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -98,19 +153,27 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seconds allowed per cell (default {CELL_TIMEOUT})")
     parser.add_argument("--check", action="store_true",
                         help="execute only; write neither the notebooks nor the figures")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="fail when a notebook takes longer than this many seconds")
     args = parser.parse_args(argv)
     paths = args.notebooks or notebook_paths()
     if not paths:
         print(f"no notebooks found in {NOTEBOOK_DIR}", file=sys.stderr)
         return 1
+    url = repository_url()
     for path in paths:
         nb = nbformat.read(path, as_version=4)
+        sync_links(nb, path.name, url)
         seconds = execute_notebook(nb, path.resolve().parent, timeout=args.timeout)
         errors = cell_errors(nb)
         if errors:
             print(f"{path}: cells left errors: {errors}", file=sys.stderr)
             return 1
         figures = docs_figures(nb)
+        if args.budget is not None and seconds > args.budget:
+            print(f"{path}: took {seconds:.1f} s, over the budget of {args.budget:g} s",
+                  file=sys.stderr)
+            return 1
         if not args.check:
             nbformat.write(nb, path)
             FIGURE_DIR.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,8 @@ COLUMNS = {
     "contradiction": {"seed", "setting", "method", "max_param_change", "max_grad", "loss_min",
                       "loss_max", "mass_before", "mass_after", "utility_before",
                       "utility_after", "kl_after"},
+    "minority": {"seed", "p", "reference_log_odds", "method", "log_odds", "dpo_optimum",
+                 "picks"},
     "one-y-per-x": {"seed", "arm", "examples", "n_desirable", "utility", "kl"},
     "reference-point": {"seed", "beta", "z0", "utility", "kl", "clamped", "z0_minus_kl",
                         "unclamped_minus_kl", "loss_roughness", "utility_fall", "diverged"},
@@ -62,9 +64,9 @@ def rows_of(quick, name):
 # Files and registry
 
 
-def test_the_registry_and_the_command_line_offer_the_same_six_experiments():
-    assert list(EXPERIMENTS) == ["imbalance", "noise", "contradiction", "one-y-per-x",
-                                 "reference-point", "frontier"]
+def test_the_registry_and_the_command_line_offer_the_same_seven_experiments():
+    assert list(EXPERIMENTS) == ["imbalance", "noise", "contradiction", "minority",
+                                 "one-y-per-x", "reference-point", "frontier"]
     parser = build_parser()
     for name in [*EXPERIMENTS, "all"]:
         assert parser.parse_args(["experiment", name]).name == name

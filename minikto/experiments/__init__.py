@@ -9,6 +9,8 @@ noise              0-40 % flipped labels; KTO on the unpaired form of the very p
                    trains on
 contradiction      Thm. 4.3: each (x, y) once desirable, once undesirable; KTO does not
                    move, DPO can push both responses down
+minority           Thm. 4.3 with unequal shares p: DPO's optimum can prefer the minority
+                   response, KTO moves to the majority
 one-y-per-x        KTO on one response per prompt against KTO on both and DPO on the pairs
 reference-point    the five z0 modes: stability, utility against KL, how often the batch
                    estimate is clamped, how far it is from the exact KL
@@ -28,7 +30,16 @@ from pathlib import Path
 
 from ..data.atomic import atomic_write
 from ..training.rundir import open_folder
-from . import common, contradiction, frontier, imbalance, noise, one_y_per_x, reference_point
+from . import (
+    common,
+    contradiction,
+    frontier,
+    imbalance,
+    minority,
+    noise,
+    one_y_per_x,
+    reference_point,
+)
 from .common import (
     DEFAULT_SEEDS,
     QUICK_SEEDS,
@@ -46,6 +57,7 @@ EXPERIMENTS: dict[str, Callable[..., ExperimentResult]] = {
     "imbalance": imbalance.run,
     "noise": noise.run,
     "contradiction": contradiction.run,
+    "minority": minority.run,
     "one-y-per-x": one_y_per_x.run,
     "reference-point": reference_point.run,
     "frontier": frontier.run,

@@ -13,24 +13,48 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = [
+    "LEGEND_FONTSIZE",
     "PALETTE",
+    "legend_points_at_width",
     "plot_policy_before_after",
     "plot_training_curves",
     "plot_utility_vs_kl",
     "save_figure",
 ]
 
-#: One colour per role, used by the CLI, the experiments and the notebooks.
+#: One colour per role, used by the CLI, the experiments and the notebooks. The colours are
+#: Okabe and Ito's colour-blind-safe set: desirable and undesirable are blue and orange, which
+#: stay apart under every common colour-vision deficiency (red and green do not); figures
+#: also give the two a different marker or line style, so they read in greyscale too.
 PALETTE = {
-    "reference": "#7f7f7f",  # grey: the frozen reference / before training
-    "policy": "#1f77b4",  # blue: the trained policy / KTO
-    "desirable": "#2ca02c",  # green: thumbs-up, chosen, gains
-    "undesirable": "#d62728",  # red: thumbs-down, rejected, losses
-    "kl": "#9467bd",  # purple: the reference point z0 / KL
-    "dpo": "#ff7f0e",  # orange: DPO
-    "sft": "#8c564b",  # brown: SFT
-    "other": "#17becf",  # cyan: anything else
+    "reference": "#999999",  # grey: the frozen reference / before training
+    "policy": "#009E73",  # bluish green: the trained policy / KTO
+    "desirable": "#0072B2",  # blue: thumbs-up, chosen, gains (marker "o", solid line)
+    "undesirable": "#E69F00",  # orange: thumbs-down, rejected, losses (marker "^", dashed)
+    "kl": "#CC79A7",  # reddish purple: the reference point z0 / KL
+    "dpo": "#D55E00",  # vermillion: DPO
+    "sft": "#000000",  # black: SFT
+    "other": "#56B4E9",  # sky blue: anything else
 }
+
+#: Legend text size (points) of minikto's figures: at most two panels per row and figures
+#: at most 10 inches wide, so a legend still reads at >= 9 pt when shown 880 px wide.
+LEGEND_FONTSIZE = 10
+
+
+def legend_points_at_width(fig: Any, width_px: float = 880.0) -> float:
+    """The smallest legend font size, in points, when ``fig`` is shown ``width_px`` wide.
+
+    A figure ``W`` inches wide shown at ``width_px`` pixels on a 96 px/inch screen is scaled
+    by ``width_px / (96 W)``; a font of ``f`` points then reads as ``f * width_px / (96 W)``.
+    Returns ``inf`` for a figure without legends.
+    """
+    legends = [a.get_legend() for a in fig.axes if a.get_legend() is not None]
+    legends += list(fig.legends)
+    sizes = [t.get_fontsize() for leg in legends for t in leg.get_texts()]
+    if not sizes:
+        return float("inf")
+    return min(sizes) * width_px / (96.0 * fig.get_figwidth())
 
 
 def save_figure(fig: Any, path: Any, *, dpi: int = 120) -> None:
@@ -66,7 +90,7 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 def plot_training_curves(history: list[dict], evals: list[dict], *, title: str = "") -> Any:
     """Four panels: loss; the reference point z0; rewards (TRL's names); exact utility."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
     window = max(1, len(history) // 30)
 
     ax = axes[0, 0]
@@ -80,7 +104,7 @@ def plot_training_curves(history: list[dict], evals: list[dict], *, title: str =
         label=f"loss (moving mean of {window})",
     )
     ax.set(title="Training loss", xlabel="step", ylabel="loss")
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=LEGEND_FONTSIZE)
 
     ax = axes[0, 1]
     steps, kl = _series(history, "kl")
@@ -107,20 +131,20 @@ def plot_training_curves(history: list[dict], evals: list[dict], *, title: str =
     )
     ax.axhline(0, color="black", lw=0.6)
     ax.set(title="Reference point z0 and the exact KL", xlabel="step", ylabel="nats")
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=LEGEND_FONTSIZE)
 
     ax = axes[1, 0]
-    for key, color in (
-        ("rewards/chosen", PALETTE["desirable"]),
-        ("rewards/rejected", PALETTE["undesirable"]),
-        ("rewards/margins", PALETTE["policy"]),
+    for key, color, style in (
+        ("rewards/chosen", PALETTE["desirable"], "-"),
+        ("rewards/rejected", PALETTE["undesirable"], "--"),
+        ("rewards/margins", PALETTE["policy"], ":"),
     ):
         steps, values = _series(history, key)
         if steps.size:
-            ax.plot(steps, _smooth(values, window), color=color, lw=2, label=key)
+            ax.plot(steps, _smooth(values, window), color=color, ls=style, lw=2, label=key)
     ax.axhline(0, color="black", lw=0.6)
     ax.set(title="Implied rewards beta * log(pi / pi_ref)", xlabel="step", ylabel="reward")
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=LEGEND_FONTSIZE)
 
     ax = axes[1, 1]
     ax.plot(
@@ -140,7 +164,7 @@ def plot_training_curves(history: list[dict], evals: list[dict], *, title: str =
         label="mass on desirable responses",
     )
     ax.set(title="Exact evaluation (the hidden ground truth)", xlabel="step", ylabel="value")
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=LEGEND_FONTSIZE)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -154,9 +178,9 @@ def plot_policy_before_after(
     p_ref = evaluator.response_probs(reference)
     p_new = evaluator.response_probs(policy)
     n_prompts = task.num_prompts
-    cols = min(3, n_prompts)
+    cols = min(2, n_prompts)  # two panels a row keep the text readable at page width
     rows = int(np.ceil(n_prompts / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.9 * cols, 3.2 * rows), squeeze=False)
     for x in range(n_prompts):
         ax = axes[x // cols, x % cols]
         top = list(
@@ -180,12 +204,12 @@ def plot_policy_before_after(
         ax.barh(
             pos + 0.2, p_new[x, top], height=0.4, color=PALETTE["policy"], label="trained (after)"
         )
-        ax.set_yticks(pos, labels, fontsize=8)
+        ax.set_yticks(pos, labels, fontsize=9)
         ax.invert_yaxis()
         ax.set(title=f'"{task.prompts[x]}"', xlabel="probability", xlim=(0, 1))
-        ax.title.set_fontsize(9)
+        ax.title.set_fontsize(10)
         if x == 0:
-            ax.legend(loc="lower right", fontsize=7)
+            ax.legend(loc="lower right", fontsize=LEGEND_FONTSIZE)
     for j in range(n_prompts, rows * cols):
         axes[j // cols, j % cols].axis("off")
     fig.suptitle("Most likely responses per prompt, before and after training")
@@ -197,7 +221,7 @@ def plot_utility_vs_kl(
     runs: dict[str, list[dict]], *, best: float | None = None, colors: dict[str, str] | None = None
 ) -> Any:
     """Exact expected utility against exact KL to the reference along each run."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
     palette = list(PALETTE.values())
     for n, (name, evals) in enumerate(runs.items()):
         color = (colors or {}).get(name, palette[(n + 1) % len(palette)])
@@ -228,6 +252,6 @@ def plot_utility_vs_kl(
         xlabel="exact KL(pi || pi_ref) [nats]",
         ylabel="exact expected utility",
     )
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=LEGEND_FONTSIZE)
     fig.tight_layout()
     return fig

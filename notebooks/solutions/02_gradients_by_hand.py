@@ -33,12 +33,14 @@ def dpo_gradients(policy_chosen, policy_rejected, reference_chosen, reference_re
 
 
 # %% exercise-3
-def kto_grad_beta(policy_logps, reference_logps, desirable, z0, beta, desirable_weight,
-                  undesirable_weight):
-    # z_i = beta * u_i with u_i = s_i (r_i - z0), so dz_i / dbeta = u_i, and Step 3's
-    # d l_i / d z_i = -lambda_i sigmoid(z_i) sigmoid(-z_i). L is the mean over the batch.
+def my_kto_loss(policy_logps, reference_logps, desirable, z0, beta=0.1, desirable_weight=1.0,
+                undesirable_weight=1.0):
+    # Step 3: z_i = s_i beta (r_i - z0) with s_i = +1 (desirable) or -1, r_i the log-ratio;
+    # l_i = lambda_i (1 - sigmoid(z_i)) = lambda_i sigmoid(-z_i); L = mean_i l_i.
+    # dl_i/dz_i = -lambda_i sigmoid(z_i) sigmoid(-z_i), dz_i/d logp_i = s_i beta, and 1/B.
     sign = np.where(desirable, 1.0, -1.0)
     weight = np.where(desirable, desirable_weight, undesirable_weight)
-    u = sign * (policy_logps - reference_logps - z0)
-    z = beta * u
-    return float(np.mean(-weight * sigmoid(z) * sigmoid(-z) * u))
+    z = sign * beta * (policy_logps - reference_logps - z0)
+    loss = float(np.mean(weight * sigmoid(-z)))
+    grad = -weight * sign * beta * sigmoid(z) * sigmoid(-z) / len(z)
+    return loss, grad
