@@ -1,8 +1,19 @@
-"""Input validation shared by the public functions.
+"""Input validation, written once, for the public functions.
 
 Every check raises ``ValueError`` or ``TypeError`` with one message shape:
 ``"<argument>: expected <what>; got <what came>"``. Nothing is clipped, dropped or
 silently turned into NaN.
+
+A public function opens with one or two whole-signature checks and then reads as the math:
+
+- :func:`unpaired_batch` (``policy_logps, reference_logps, desirable``) and
+  :func:`paired_batch` (DPO's four log-prob vectors) return the namespace and batch size;
+- :func:`loss_weights` returns ``beta`` and the two weights as floats that the loss's dtype
+  can hold (their products included);
+- :func:`token_batch` checks the (B,) prompts and (B, T) responses a policy scores.
+
+The pieces they are made of (:func:`scalar`, :func:`integer`, :func:`seed`,
+:func:`float_vector`, :func:`bool_vector`, :func:`token_ids`...) serve the other modules.
 """
 
 from __future__ import annotations
@@ -11,7 +22,12 @@ import math
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from .backend import array_namespace
+
+# ------------------------------------------------------------------------------------------
+# Python numbers
 
 
 def _describe(x: Any) -> str:
@@ -22,14 +38,138 @@ def _describe(x: Any) -> str:
     return f"{type(x).__name__} {x!r}"
 
 
+def _is_bool_or_complex(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_, complex, np.complexfloating)):
+        return True
+    dtype = str(getattr(value, "dtype", ""))
+    return dtype.startswith(("bool", "complex")) or ".bool" in dtype or ".complex" in dtype
+
+
+def scalar(value: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
+    """Return ``value`` as a finite Python float, or raise naming ``name``.
+
+    Booleans (``True``, ``np.bool_``) and complex numbers are refused rather than cast; so is
+    an integer too large for a float.
+    """
+    if _is_bool_or_complex(value) or not (
+        isinstance(value, (int, float)) or hasattr(value, "__float__")
+    ):
+        raise TypeError(f"{name}: expected a real number; got {_describe(value)}")
+    if getattr(value, "shape", ()) not in ((), None):
+        raise TypeError(f"{name}: expected a real number; got {_describe(value)}")
+    try:
+        out = float(value)
+    except OverflowError:
+        digits = len(str(abs(int(value))))
+        raise ValueError(
+            f"{name}: expected a finite number; got an integer of {digits} digits, "
+            "too large for a float"
+        ) from None
+    if not math.isfinite(out):
+        raise ValueError(f"{name}: expected a finite number; got {out}")
+    if positive and out <= 0:
+        raise ValueError(f"{name}: expected a number > 0; got {out}")
+    if nonnegative and out < 0:
+        raise ValueError(f"{name}: expected a number >= 0; got {out}")
+    return out
+
+
+def integer(value: Any, name: str, *, minimum: int | None = None, what: str = "an int") -> int:
+    """Return ``value`` as a Python int (``bool`` refused), at least ``minimum`` if given.
+
+    A wrong type is a ``TypeError``, a value below ``minimum`` a ``ValueError``; both say
+    ``"<name>: expected <what>; got ..."``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected {what}; got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: expected {what}; got {value}")
+    return int(value)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """An int >= 1 (a size, a length, a count)."""
+    return integer(value, name, minimum=1, what="a positive int")
+
+
+def seed(value: Any, name: str = "seed") -> int | None:
+    """A seed for ``np.random.default_rng``: None or an int >= 0."""
+    if value is None:
+        return None
+    return integer(value, name, minimum=0, what="None or an int >= 0")
+
+
+def finite_nonnegative(value: Any, name: str) -> float:
+    """A finite real number >= 0 (``bool`` refused)."""
+    if _is_bool_or_complex(value) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a finite number >= 0; got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0; got {value!r}")
+    return float(value)
+
+
+def _largest(dtype: Any) -> float:
+    """The largest finite value of a floating dtype (float32 or float64)."""
+    return float(np.finfo(np.float32 if "float32" in str(dtype) else np.float64).max)
+
+
+def loss_weights(
+    beta: Any, desirable_weight: Any, undesirable_weight: Any, dtype: Any
+) -> tuple[float, float, float]:
+    """``beta > 0`` and the two weights ``>= 0`` of a KTO-style loss, checked for ``dtype``.
+
+    Each value, and ``beta`` times each weight (the scale of a gradient), must be finite in
+    ``dtype``: a float32 loss refuses ``beta = 1e39`` naming ``beta`` instead of returning
+    NaN.
+    """
+    beta = scalar(beta, "beta", positive=True)
+    weights = {
+        "desirable_weight": scalar(desirable_weight, "desirable_weight", nonnegative=True),
+        "undesirable_weight": scalar(undesirable_weight, "undesirable_weight", nonnegative=True),
+    }
+    largest, kind = _largest(dtype), str(dtype).rsplit(".", 1)[-1]
+    if beta > largest:
+        raise ValueError(f"beta: expected a number the loss's dtype {kind} holds; got {beta}")
+    for name, value in weights.items():
+        if value > largest or value * beta > largest:
+            raise ValueError(
+                f"{name}: expected a weight whose product with beta = {beta} the loss's dtype "
+                f"{kind} holds (at most {largest:.3g}); got {value}"
+            )
+    return beta, weights["desirable_weight"], weights["undesirable_weight"]
+
+
+def finite_product(z: Any, xp: ModuleType, knob: str) -> None:
+    """Refuse an overflowed ``beta * (log-ratio ...)``: name the knob that scales it."""
+    if not bool(xp.all(xp.isfinite(z))):
+        raise ValueError(
+            f"{knob}: expected a value whose product with the log-ratios stays finite in "
+            f"{str(z.dtype).rsplit('.', 1)[-1]}; got one that overflows (use a smaller {knob})"
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# Arrays of log-probabilities and labels
+
+
+def _refuse_masked(x: Any, name: str) -> None:
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name}: expected a plain array; got a masked array (masked entries would count "
+            "in some sums and not in others): drop or fill them first, e.g. x.compressed()"
+        )
+
+
 def namespace_of(**arrays: Any) -> ModuleType:
     """The one array namespace of the named arrays; a non-array is a TypeError naming it.
 
-    A 0-d ``z0`` may also be a Python number (skip it by passing None).
+    A 0-d ``z0`` may also be a Python number (skip it by passing None). Masked arrays are
+    refused.
     """
     for name, x in arrays.items():
         if x is not None and not (hasattr(x, "shape") and hasattr(x, "dtype")):
             raise TypeError(f"{name}: expected an array (NumPy, CuPy, ...); got {_describe(x)}")
+        _refuse_masked(x, name)
     return array_namespace(*arrays.values())
 
 
@@ -40,30 +180,11 @@ def same_dtype(x: Any, name: str, dtype: Any, like: str) -> None:
         raise TypeError(f"{name}: expected dtype {want} like {like}; got {got}")
 
 
-def scalar(value: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
-    """Return ``value`` as a finite Python float, or raise naming ``name``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        and not hasattr(value, "__float__")
-    ):
-        raise TypeError(f"{name}: expected a real number; got {_describe(value)}")
-    if getattr(value, "shape", ()) not in ((), None):
-        raise TypeError(f"{name}: expected a real number; got {_describe(value)}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{name}: expected a finite number; got {out}")
-    if positive and out <= 0:
-        raise ValueError(f"{name}: expected a number > 0; got {out}")
-    if nonnegative and out < 0:
-        raise ValueError(f"{name}: expected a number >= 0; got {out}")
-    return out
-
-
 def float_vector(x: Any, name: str, xp: ModuleType, *, length: int | None = None) -> Any:
     """Check that ``x`` is a finite 1-d floating array of ``xp`` (of ``length`` if given)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{name}: expected a 1-d floating array; got {_describe(x)}")
+    _refuse_masked(x, name)
     if array_namespace(x) is not xp:
         raise TypeError(
             f"{name}: expected an array of the same library as the other arguments "
@@ -89,6 +210,7 @@ def bool_vector(x: Any, name: str, xp: ModuleType, *, length: int) -> Any:
         raise TypeError(
             f"{name}: expected a boolean array of shape ({length},); got {_describe(x)}"
         )
+    _refuse_masked(x, name)
     if array_namespace(x) is not xp:
         raise TypeError(
             f"{name}: expected an array of the same library as the other arguments "
@@ -99,3 +221,177 @@ def bool_vector(x: Any, name: str, xp: ModuleType, *, length: int) -> Any:
     if tuple(x.shape) != (length,):
         raise ValueError(f"{name}: expected shape ({length},); got shape {tuple(x.shape)}")
     return x
+
+
+def float_vectors(first: str, arrays: dict[str, Any], xp: ModuleType) -> int:
+    """Check finite 1-d float arrays of one length and of the dtype of ``arrays[first]``."""
+    float_vector(arrays[first], first, xp)
+    batch, dtype = arrays[first].shape[0], arrays[first].dtype
+    for name, x in arrays.items():
+        if name != first:
+            float_vector(x, name, xp, length=batch)
+            same_dtype(x, name, dtype, first)
+    return batch
+
+
+def unpaired_batch(
+    policy_logps: Any, reference_logps: Any, desirable: Any, z0: Any = None
+) -> tuple[Any, int]:
+    """The namespace and size B of an unpaired batch (two (B,) log-prob vectors, (B,) labels).
+
+    A ``z0`` given as an array must be of the same library (it is checked by
+    :func:`zero_point`).
+    """
+    xp = namespace_of(
+        policy_logps=policy_logps,
+        reference_logps=reference_logps,
+        desirable=desirable,
+        z0=z0 if hasattr(z0, "shape") else None,
+    )
+    logps = {"policy_logps": policy_logps, "reference_logps": reference_logps}
+    batch = float_vectors("policy_logps", logps, xp)
+    bool_vector(desirable, "desirable", xp, length=batch)
+    return xp, batch
+
+
+def paired_batch(**logps: Any) -> tuple[Any, int]:
+    """The namespace and size B of a paired batch: (B,) log-prob vectors of one dtype."""
+    xp = namespace_of(**logps)
+    return xp, float_vectors(next(iter(logps)), logps, xp)
+
+
+def zero_point(z0: Any, xp: ModuleType, dtype: Any) -> Any:
+    """The reference point as a finite 0-d array of ``xp`` and ``dtype``."""
+    if not hasattr(z0, "shape"):
+        return xp.asarray(scalar(z0, "z0"), dtype=dtype)
+    _refuse_masked(z0, "z0")
+    if tuple(z0.shape) != ():
+        raise ValueError(f"z0: expected a scalar or 0-d array; got shape {tuple(z0.shape)}")
+    if array_namespace(z0) is not xp:
+        raise TypeError(
+            f"z0: expected an array of {xp.__name__} like policy_logps; "
+            f"got {type(z0).__module__}.{type(z0).__name__}"
+        )
+    if not xp.isdtype(z0.dtype, ("real floating", "integral")):
+        raise TypeError(f"z0: expected a real number; got {_describe(z0)}")
+    if not bool(xp.isfinite(z0)):
+        raise ValueError(f"z0: expected a finite number; got {float(z0)}")
+    return xp.astype(z0, dtype)
+
+
+# ------------------------------------------------------------------------------------------
+# Token ids: prompts (B,) and responses (B, T) of a policy
+
+
+def token_ids(
+    ids: Any, name: str, xp: ModuleType, backend: str, upper: int, *, ndim: int
+) -> tuple[Any, int]:
+    """Checked int64 ids of ``xp`` in ``[0, upper)`` (responses: -1 too), and their minimum.
+
+    NumPy arrays take a quick path (a type test and one min/max) instead of the array
+    namespace's general dispatch.
+    """
+    _refuse_masked(ids, name)
+    native = type(ids) is np.ndarray and xp.__name__ == "array_api_compat.numpy"
+    if native:
+        pass
+    elif isinstance(ids, (list, tuple, np.ndarray, np.generic)):
+        ids = xp.asarray(np.asarray(ids))
+    elif not hasattr(ids, "dtype"):
+        raise TypeError(f"{name}: expected an integer array; got {type(ids).__name__}")
+    elif array_namespace(ids) is not xp:
+        raise TypeError(
+            f"{name}: expected an array of the policy's backend ({backend}); "
+            f"got {type(ids).__module__}.{type(ids).__name__}"
+        )
+    if ids.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-d array; got shape {tuple(ids.shape)}")
+    if ids.shape[0] == 0:
+        raise ValueError(f"{name}: expected a non-empty batch; got shape {tuple(ids.shape)}")
+    if any(size == 0 for size in ids.shape):  # (B, 0): no ids to check; refused later
+        return ids, 0
+    integral = ids.dtype.kind in "iu" if native else xp.isdtype(ids.dtype, "integral")
+    if not integral:
+        raise TypeError(f"{name}: expected integer ids; got dtype {ids.dtype}")
+    if ids.dtype != xp.int64:
+        ids = xp.astype(ids, xp.int64)
+        native = False
+    low = -1 if name == "responses" else 0
+    if native:  # the same reductions, without the namespace's wrappers
+        smallest, largest = int(ids.min()), int(ids.max())
+    else:
+        smallest, largest = int(xp.min(ids)), int(xp.max(ids))
+    if smallest < low or largest >= upper:
+        bad = smallest if smallest < low else largest
+        extra = " (or -1 for padding)" if name == "responses" else ""
+        raise ValueError(f"{name}: expected ids in [0, {upper}){extra}; got {bad}")
+    return ids, smallest
+
+
+def token_batch(
+    prompts: Any, responses: Any, xp: ModuleType, backend: str, *,
+    num_prompts: int, vocab_size: int, eos_token: int | None,
+) -> tuple[Any, Any, bool]:
+    """Checked (B,) prompts and (B, T) responses (int64 of ``xp``), and whether any is padded.
+
+    A response is its tokens, then only ``-1`` padding; nothing but padding follows the end
+    token ``eos_token``.
+    """
+    prompts, _ = token_ids(prompts, "prompts", xp, backend, num_prompts, ndim=1)
+    responses, smallest = token_ids(responses, "responses", xp, backend, vocab_size, ndim=2)
+    padded = smallest < 0
+    if responses.shape[0] != prompts.shape[0]:
+        raise ValueError(
+            f"responses: expected {prompts.shape[0]} rows, one per prompt; "
+            f"got shape {tuple(responses.shape)}"
+        )
+    if responses.shape[1] == 0:
+        raise ValueError("responses: expected at least one position (T >= 1); got T = 0")
+    if padded or eos_token is not None:
+        _padding(responses, xp, eos_token)
+    return prompts, responses, padded
+
+
+def _first_row(rows: Any, xp: ModuleType) -> int:
+    return int(xp.argmax(xp.astype(rows, xp.int8)))
+
+
+def _padding(responses: Any, xp: ModuleType, eos_token: int | None) -> None:
+    pad = responses < 0
+    if bool(xp.any(pad[:, 0])):
+        raise ValueError(
+            "responses: expected at least one token per response; "
+            f"row {_first_row(pad[:, 0], xp)} is empty"
+        )
+    bad = xp.any(pad[:, :-1] & ~pad[:, 1:], axis=1)
+    if bool(xp.any(bad)):
+        raise ValueError(
+            f"responses: expected -1 padding only after the last token; row "
+            f"{_first_row(bad, xp)} has a token after padding"
+        )
+    if eos_token is not None:
+        is_eos = xp.astype(responses == eos_token, xp.int64)
+        after = xp.any(((xp.cumulative_sum(is_eos, axis=1) - is_eos) > 0) & ~pad, axis=1)
+        if bool(xp.any(after)):
+            raise ValueError(
+                f"responses: expected nothing but -1 after the end token {eos_token}; "
+                f"row {_first_row(after, xp)} continues after it"
+            )
+
+
+def upstream_gradient(grad: Any, xp: ModuleType, backend: str, rows: int, dtype: Any) -> Any:
+    """``grad_logps`` of a backward pass: a finite (rows,) array of ``xp``, cast to ``dtype``."""
+    if not hasattr(grad, "shape") or tuple(grad.shape) != (rows,):
+        raise ValueError(
+            f"grad_logps: expected shape ({rows},); got {getattr(grad, 'shape', grad)!r}"
+        )
+    _refuse_masked(grad, "grad_logps")
+    if array_namespace(grad) is not xp:
+        raise TypeError(
+            f"grad_logps: expected an array of the policy's backend ({backend}); "
+            f"got {type(grad).__module__}.{type(grad).__name__}"
+        )
+    if not bool(xp.all(xp.isfinite(grad))):
+        bad = int(xp.sum(xp.astype(~xp.isfinite(grad), xp.int64)))
+        raise ValueError(f"grad_logps: expected finite values; got {bad} that are not")
+    return grad if grad.dtype == dtype else xp.astype(grad, dtype)
