@@ -108,6 +108,17 @@ def finite_nonnegative(value: Any, name: str) -> float:
     return float(value)
 
 
+def token_or_none(value: Any, name: str, vocab_size: int) -> int | None:
+    """None or a token id in ``[0, vocab_size)`` (an end token)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int or None; got {value!r}")
+    if not 0 <= value < vocab_size:
+        raise ValueError(f"{name}: expected an id in [0, {vocab_size}); got {value}")
+    return int(value)
+
+
 def _largest(dtype: Any) -> float:
     """The largest finite value of a floating dtype (float32 or float64)."""
     return float(np.finfo(np.float32 if "float32" in str(dtype) else np.float64).max)
@@ -395,3 +406,16 @@ def upstream_gradient(grad: Any, xp: ModuleType, backend: str, rows: int, dtype:
         bad = int(xp.sum(xp.astype(~xp.isfinite(grad), xp.int64)))
         raise ValueError(f"grad_logps: expected finite values; got {bad} that are not")
     return grad if grad.dtype == dtype else xp.astype(grad, dtype)
+
+
+def cache_probs(cache: Any, positions: int, vocab_size: int) -> Any:
+    """The probabilities (N, V) of a forward pass's cache (None without one), refusing the
+    cache of a batch of another size."""
+    if cache is None:
+        return None
+    if tuple(cache.probs.shape) != (positions, vocab_size):
+        raise ValueError(
+            f"cache: expected the cache of this batch, probs of shape "
+            f"({positions}, {vocab_size}); got {tuple(cache.probs.shape)}"
+        )
+    return cache.probs

@@ -136,7 +136,7 @@ def kto_objective(
         z0_value = xp.asarray(fixed_z0, dtype=policy.dtype)
     elif mode in ("batch", "batch-grad"):
         idx = mismatched_indices(batch, xp)
-        kl_responses = xp.take(policy._check_batch(prompts, responses)[1], idx, axis=0)
+        kl_responses = xp.take(policy._checked_batch(prompts, responses)[1], idx, axis=0)
         wants_grad = mode == "batch-grad"
         kl_out = policy.sequence_logps(prompts, kl_responses, return_cache=wants_grad)
         kl_policy_logps, kl_cache = kl_out if wants_grad else (kl_out, None)

@@ -36,7 +36,7 @@ import numpy as np
 from . import _checks
 from .backend import get_namespace, log_softmax, resolve_dtype, softmax, to_numpy
 from .fast import blocks
-from .features import DenseFeatures, OneHotFeatures
+from .features import make_features
 
 __all__ = ["SoftmaxPolicy"]
 
@@ -87,7 +87,7 @@ class SoftmaxPolicy:
     ) -> None:
         self.vocab_size = _checks.positive_int(vocab_size, "vocab_size")
         self.num_prompts = _checks.positive_int(num_prompts, "num_prompts")
-        self.eos_token = _eos(eos_token, self.vocab_size)
+        self.eos_token = _checks.token_or_none(eos_token, "eos_token", self.vocab_size)
         self.seed = _checks.seed(seed, "seed")
         self.xp = get_namespace(backend)  # refuses what is not a backend, naming the argument
         self.backend = backend if isinstance(backend, str) else backend.__name__
@@ -95,17 +95,7 @@ class SoftmaxPolicy:
         self.dtype = resolve_dtype(self.xp, dtype)
         self.frozen = False
         rng = np.random.default_rng(seed)
-        if isinstance(features, str) and features == "onehot":
-            self.features: OneHotFeatures | DenseFeatures = OneHotFeatures(
-                self.vocab_size, self.num_prompts, init_std
-            )
-        elif isinstance(features, (int, np.integer)) and not isinstance(features, bool):
-            width = _checks.positive_int(int(features), "features")
-            self.features = DenseFeatures(self.vocab_size, self.num_prompts, width, init_std, rng)
-        else:
-            raise ValueError(
-                f"features: expected 'onehot' or a positive int width; got {features!r}"
-            )
+        self.features = make_features(features, self.vocab_size, self.num_prompts, init_std, rng)
         init = self.features.init_params(rng)
         init["bias"] = np.zeros(self.vocab_size)
         self.params = {k: self.xp.asarray(v, dtype=self.dtype) for k, v in init.items()}
@@ -193,8 +183,8 @@ class SoftmaxPolicy:
         :mod:`minikto.fast.blocks` (optional reading).
         """
         batch = self._batch(prompts, responses)
-        if blocks.wanted(self.xp, batch.mask.shape[0], self._row_bytes):  # a large batch
-            return self._blockwise_logps(batch, return_cache, source=(prompts, responses))
+        if blocks.wanted(self.xp, batch.positions, self._row_bytes):  # a large batch
+            return blocks.sequence_logps(self, batch, return_cache, (prompts, responses))
         xp = self.xp
         logits = self._logits(batch.prompts, batch.states)  # (N, V)
         logp = log_softmax(logits, axis=-1)  # (N, V)
@@ -233,14 +223,13 @@ class SoftmaxPolicy:
         batch takes the block-wise form in :mod:`minikto.fast.blocks`.
         """
         xp, batch = self.xp, self._batch_of(prompts, responses, cache)
-        rows = batch.shape[0]
-        grad_logps = _checks.upstream_gradient(grad_logps, xp, self.backend, rows, self.dtype)
-        probs = self._cached_probs(cache, batch)  # (N, V) or None
-        if blocks.wanted(xp, batch.mask.shape[0], self._row_bytes):  # a large batch
-            context = cache.context if cache is not None and cache.batch is batch else None
-            return blocks.sequence_logps_backward(self, batch, grad_logps, probs, context)
-        if probs is None:
-            probs = softmax(self._logits(batch.prompts, batch.states), axis=-1)
+        grad_logps = _checks.upstream_gradient(grad_logps, xp, self.backend, batch.rows, self.dtype)
+        if blocks.wanted(xp, batch.positions, self._row_bytes):  # a large batch
+            return blocks.sequence_logps_backward(self, batch, grad_logps, cache)
+        if cache is not None:
+            probs = _checks.cache_probs(cache, batch.positions, self.vocab_size)  # (N, V)
+        else:
+            probs = softmax(self._logits(batch.prompts, batch.states), axis=-1)  # (N, V)
         # g_b at every real token of response b, 0 at padding: (N,)
         weight = xp.reshape(grad_logps[:, None] * xp.reshape(batch.mask, batch.shape), (-1,))
         vocab = xp.arange(self.vocab_size, dtype=batch.targets.dtype)
@@ -257,31 +246,11 @@ class SoftmaxPolicy:
         """The bytes of one row of V logits."""
         return self.vocab_size * (4 if self.dtype == self.xp.float32 else 8)
 
-    def _blockwise_logps(self, batch: _Batch, return_cache: bool, source: tuple) -> Any:
-        """:meth:`sequence_logps` of a large batch, block by block (:mod:`minikto.fast`)."""
-        target_logp, probs, context = blocks.sequence_logps(self, batch, keep_probs=return_cache)
-        out = self.xp.sum(self.xp.reshape(target_logp * batch.mask, batch.shape), axis=1)
-        if return_cache:
-            return out, _Cache(batch, probs, source, context=context)
-        return out
-
     def _batch_of(self, prompts: Any, responses: Any, cache: Any) -> _Batch:
         """The cache's checked batch when called with the forward pass's very arrays."""
         if cache is not None and cache.serves(prompts, responses):
             return cache.batch
         return self._batch(prompts, responses)
-
-    def _cached_probs(self, cache: Any, batch: _Batch) -> Any:
-        """The cache's probabilities (N, V), refusing those of a batch of another size."""
-        if cache is None:
-            return None
-        n = batch.mask.shape[0]
-        if tuple(cache.probs.shape) != (n, self.vocab_size):
-            raise ValueError(
-                f"cache: expected the cache of this batch, probs of shape "
-                f"({n}, {self.vocab_size}); got {tuple(cache.probs.shape)}"
-            )
-        return cache.probs
 
     def _batch(self, prompts: Any, responses: Any) -> _Batch:
         """Check a batch and flatten it to N = B*T positions (see :class:`_Batch`)."""
@@ -412,12 +381,9 @@ class SoftmaxPolicy:
         """Checked (N,) int64 ids of the backend in ``[0, upper)``."""
         return _checks.token_ids(ids, name, self.xp, self.backend, upper, ndim=1)[0]
 
-    def _check_batch(self, prompts: Any, responses: Any) -> tuple[Any, Any]:
-        """The checked (B,) prompts and (B, T) responses as int64 arrays of the backend."""
-        return self._checked_batch(prompts, responses)[:2]
-
     def _checked_batch(self, prompts: Any, responses: Any) -> tuple[Any, Any, bool]:
-        """As :meth:`_check_batch`, and whether any response is padded."""
+        """The checked (B,) prompts and (B, T) responses (int64 of the backend), and whether
+        any response is padded."""
         return _checks.token_batch(
             prompts, responses, self.xp, self.backend, num_prompts=self.num_prompts,
             vocab_size=self.vocab_size, eos_token=self.eos_token,
@@ -432,6 +398,16 @@ class _Batch(NamedTuple):
     targets: Any  #: (N,) the token to score (0 at padding)
     mask: Any  #: (N,) 1.0 at real tokens, 0.0 at padding
     shape: tuple[int, int]  #: (B, T)
+
+    @property
+    def rows(self) -> int:
+        """B, the number of responses."""
+        return self.shape[0]
+
+    @property
+    def positions(self) -> int:
+        """N = B*T."""
+        return self.shape[0] * self.shape[1]
 
 
 class _Cache:
@@ -463,14 +439,3 @@ class FrozenParams(dict):
         )
 
     __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
-
-
-def _eos(eos_token: Any, vocab_size: int) -> int | None:
-    """The end token: None or an id in [0, V)."""
-    if eos_token is None:
-        return None
-    if isinstance(eos_token, bool) or not isinstance(eos_token, (int, np.integer)):
-        raise TypeError(f"eos_token: expected an int or None; got {eos_token!r}")
-    if not 0 <= eos_token < vocab_size:
-        raise ValueError(f"eos_token: expected an id in [0, {vocab_size}); got {eos_token}")
-    return int(eos_token)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from .. import _checks
 from ..backend import is_numpy, native_module
 from .kernels import column_sums, log_softmax_at, softmax_grad
 
@@ -64,7 +65,20 @@ def rows_per_block(xp: ModuleType, n: int, row_bytes: int, *, backward: bool = F
     return max(step, min(4 * step, n // 2)) if backward else step
 
 
-def sequence_logps(policy: Any, batch: Any, *, keep_probs: bool) -> tuple[Any, Any, Any]:
+def sequence_logps(policy: Any, batch: Any, return_cache: bool, source: tuple) -> Any:
+    """:meth:`~minikto.policy.SoftmaxPolicy.sequence_logps` of a checked, flattened batch.
+
+    ``source`` is the (prompts, responses) pair the policy was called with (for the cache).
+    """
+    from ..policy import _Cache  # the policy imports this module: import when first used
+
+    xp = policy.xp
+    target_logp, probs, context = target_logps(policy, batch, keep_probs=return_cache)
+    out = xp.sum(xp.reshape(target_logp * batch.mask, batch.shape), axis=1)
+    return (out, _Cache(batch, probs, source, context=context)) if return_cache else out
+
+
+def target_logps(policy: Any, batch: Any, *, keep_probs: bool) -> tuple[Any, Any, Any]:
     """Target log-probs (N,) of a checked batch, probabilities (N, V) or None, the context."""
     xp, params, features = policy.xp, policy.params, policy.features
     n, vocab = batch.targets.shape[0], policy.vocab_size
@@ -88,17 +102,20 @@ def sequence_logps(policy: Any, batch: Any, *, keep_probs: bool) -> tuple[Any, A
 
 
 def sequence_logps_backward(
-    policy: Any, batch: Any, grad_logps: Any, probs: Any, context: Any
+    policy: Any, batch: Any, grad_logps: Any, cache: Any
 ) -> dict[str, Any]:
     """The gradients of ``sum_b grad_logps[b] log pi(y_b|x_b)``, block by block.
 
-    ``probs`` (N, V) and ``context`` come from the cache, or are None (then recomputed).
+    ``grad_logps`` is checked; the cache (or None) is that of the forward pass: its
+    probabilities are used, and its context when it comes from this very batch.
     """
     xp, params, features = policy.xp, policy.params, policy.features
     rows, length = batch.shape
     n, vocab = rows * length, policy.vocab_size
+    probs = None if cache is None else _checks.cache_probs(cache, n, vocab)
+    context = cache.context if cache is not None and cache.batch is batch else None
     if probs is None:
-        _, probs, context = sequence_logps(policy, batch, keep_probs=True)
+        _, probs, context = target_logps(policy, batch, keep_probs=True)
     if context is None:
         context = features.context(xp, params, batch.prompts, batch.states)
     weight = xp.reshape(grad_logps[:, None] * xp.reshape(batch.mask, (rows, length)), (-1,))
