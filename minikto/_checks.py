@@ -150,12 +150,16 @@ def loss_weights(
     return beta, weights["desirable_weight"], weights["undesirable_weight"]
 
 
-def finite_product(z: Any, xp: ModuleType, knob: str) -> None:
-    """Refuse an overflowed ``beta * (log-ratio ...)``: name the knob that scales it."""
-    if not bool(xp.all(xp.isfinite(z))):
+def bounded_product(scale: float, x: Any, xp: ModuleType, knob: str) -> None:
+    """Refuse a ``scale`` (the knob ``knob``) whose product with the array ``x`` would
+    overflow ``x``'s dtype, before the product is taken (so no warning, no inf, no NaN)."""
+    largest = float(xp.max(xp.abs(x)))
+    limit = _largest(x.dtype)
+    if scale * largest > limit:
         raise ValueError(
             f"{knob}: expected a value whose product with the log-ratios stays finite in "
-            f"{str(z.dtype).rsplit('.', 1)[-1]}; got one that overflows (use a smaller {knob})"
+            f"{str(x.dtype).rsplit('.', 1)[-1]} (at most {limit:.3g}); got {knob} = {scale} "
+            f"times |log-ratio| up to {largest:.3g} (use a smaller {knob})"
         )
 
 

@@ -106,8 +106,8 @@ def kto_loss(
     sign = xp.where(desirable, xp.asarray(1.0, dtype=dtype), xp.asarray(-1.0, dtype=dtype))
     weight = xp.where(desirable, xp.asarray(w_d, dtype=dtype), xp.asarray(w_u, dtype=dtype))
     logratios = policy_logps - reference_logps
+    _checks.bounded_product(beta, logratios - z0, xp, "beta")
     z = sign * beta * (logratios - z0)
-    _checks.finite_product(z, xp, "beta")
 
     # forward: l_i = lambda_i * sigmoid(-z_i)
     log_sig_pos = log_sigmoid(z)

@@ -132,8 +132,8 @@ def dpo_loss(
 
     chosen_logratios = policy_chosen_logps - reference_chosen_logps
     rejected_logratios = policy_rejected_logps - reference_rejected_logps
+    _checks.bounded_product(beta, chosen_logratios - rejected_logratios, xp, "beta")
     h = beta * (chosen_logratios - rejected_logratios)
-    _checks.finite_product(h, xp, "beta")
 
     # forward: l_i = -log sigmoid(h_i)
     losses = -log_sigmoid(h)
@@ -284,8 +284,8 @@ def apo_zero_unpaired_loss(
     sign = xp.where(desirable, xp.asarray(1.0, dtype=dtype), xp.asarray(-1.0, dtype=dtype))
     weight = xp.where(desirable, xp.asarray(w_d, dtype=dtype), xp.asarray(w_u, dtype=dtype))
     logratios = policy_logps - reference_logps
+    _checks.bounded_product(beta, logratios, xp, "beta")
     u = beta * logratios
-    _checks.finite_product(u, xp, "beta")
 
     # forward: l_i = lambda_i * sigmoid(-s_i u_i)  (1 - sigmoid(u) if desirable, sigmoid(u) if not)
     log_sig_pos = log_sigmoid(u)

@@ -112,7 +112,9 @@ def kto_objective(
     kl_reference_logps : array (B,), optional
         Precomputed reference log-probs of the mismatched pairs (batch modes).
     max_length : int, optional
-        T of the response space for ``"exact"`` (default: ``responses.shape[1]``).
+        T, the most tokens a response may hold: a response with a token past T is refused
+        (it lies outside the response space); also the T of ``"exact"`` (default:
+        ``responses.shape[1]``).
     fixed_z0 : 0-d array or float, optional
         For the detached modes only: use this value instead of re-estimating z0. Finite
         differences of a detached objective hold z0 fixed (see :class:`FlatObjective`).
@@ -127,6 +129,8 @@ def kto_objective(
     desirable = _labels(desirable, xp)
     policy_logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
     batch = policy_logps.shape[0]
+    if max_length is not None:
+        _longest_within(cache.batch, _checks.positive_int(max_length, "max_length"), xp)
     if reference_logps is None:
         reference_logps = reference.sequence_logps(prompts, responses)
 
@@ -280,6 +284,19 @@ def check_policy_pair(policy: Any, reference: Any) -> None:
             f"{_dtype_name(policy.dtype)}); got ({reference.backend}, "
             f"{_dtype_name(reference.dtype)})"
         )
+
+
+def _longest_within(batch: Any, max_length: int, xp: Any) -> None:
+    """Refuse a batch with a real token at a position >= max_length (padding may go on)."""
+    rows, length = batch.shape
+    if length > max_length:
+        beyond = xp.reshape(batch.mask, (rows, length))[:, max_length:] > 0
+        if bool(xp.any(beyond)):
+            row = int(xp.argmax(xp.astype(xp.any(beyond, axis=1), xp.int8)))
+            raise ValueError(
+                f"responses: expected at most max_length = {max_length} tokens per response; "
+                f"row {row} has a token at position {max_length} or later"
+            )
 
 
 def _dtype_name(dtype: Any) -> str:

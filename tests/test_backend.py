@@ -82,3 +82,22 @@ def test_get_namespace_refuses_what_is_not_an_array_library_naming_it():
                                          "or an importable array library; got 'no_such_lib'"):
         get_namespace("no_such_lib")
     assert get_namespace(np) is get_namespace("numpy")  # a module is accepted by its name
+
+
+def test_get_namespace_never_imports_a_module_it_does_not_know(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    with pytest.raises(ValueError, match="backend: 'this' is not an array API library minikto "
+                                         "knows; expected one of .*nothing was imported"):
+        B.get_namespace("this")
+    assert "this" not in sys.modules  # the Zen of Python was not printed
+    for name in ("", "os.path", "../x"):
+        with pytest.raises(ValueError, match="backend: "):
+            B.get_namespace(name)
+    assert B.get_namespace(np) is B.get_namespace("numpy")  # a library's module itself
+    with pytest.raises(ValueError, match="backend: 'json' is not an array API library"):
+        B.get_namespace(__import__("json"))
+    with pytest.raises(ValueError, match="is not an array API library"):
+        B.get_namespace(types.ModuleType("fake"))

@@ -1,6 +1,10 @@
-"""The KTO loss and the batch estimate of its reference point (KTO_REFERENCE §1-§3, §9)."""
+"""kto_loss, kl_estimate and mismatched_indices: value, gradient, properties, extremes, errors.
+
+The loss and the batch estimate of its reference point (paper §4.1, Eq. 8, Prop. 4.1)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -365,3 +369,62 @@ def test_kl_estimate_refuses_mismatched_shapes_and_nan():
         kl_estimate(P, R[:2])
     with pytest.raises(ValueError, match="kl_policy_logps: expected finite"):
         kl_estimate(np.array([np.nan, 1.0]), R[:2])
+
+
+# ------------------------------------------------------------------------------------------
+# Numbers that are not real numbers, or too large for the loss's dtype
+
+
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [("beta", np.bool_(True)), ("beta", 0.1 + 0j), ("beta", np.complex128(0.1)),
+     ("desirable_weight", np.bool_(True)), ("undesirable_weight", 1 + 0j),
+     ("z0", np.bool_(False)), ("z0", np.complex64(0.5)), ("z0", 0.5 + 0j)],
+)
+def test_booleans_and_complex_numbers_are_refused_as_beta_weights_or_z0(knob, value):
+    kwargs = {knob: value}
+    z0 = kwargs.pop("z0", 0.0)
+    with pytest.raises(TypeError, match=f"{knob}: expected a real number"):
+        kto_loss(P, R, D, z0, **kwargs)
+
+
+def test_kl_estimate_refuses_mixed_float32_and_float64_like_kto_loss():
+    with pytest.raises(TypeError, match="reference_logps: expected dtype float64"):
+        kto_loss(P, R.astype(np.float32), D, 0.0)
+    with pytest.raises(TypeError, match="kl_reference_logps: expected dtype float64 like "
+                                        "kl_policy_logps; got float32"):
+        kl_estimate(P, R.astype(np.float32))
+
+
+@pytest.mark.parametrize("argument", ["policy_logps", "reference_logps", "desirable", "z0"])
+def test_a_masked_array_is_refused_naming_the_argument(argument):
+    args = dict(policy_logps=P, reference_logps=R, desirable=D, z0=np.asarray(0.0))
+    args[argument] = np.ma.masked_array(args[argument], mask=np.zeros(args[argument].shape))
+    with pytest.raises(TypeError, match=f"{argument}: expected a plain array; got a masked"):
+        kto_loss(*args.values())
+    with pytest.raises(TypeError, match="kl_policy_logps: expected a plain array"):
+        kl_estimate(np.ma.masked_array(P, mask=[0, 1, 0]), R)
+
+
+def test_a_float32_loss_refuses_a_beta_or_weight_it_cannot_hold_without_nan_or_warning():
+    p32, r32 = P.astype(np.float32), R.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way to the error
+        with pytest.raises(ValueError, match="beta: expected a number the loss's dtype float32"):
+            kto_loss(p32, r32, D, 0.0, beta=1e39)
+        with pytest.raises(ValueError, match="desirable_weight: expected a weight whose product "
+                                             "with beta"):
+            kto_loss(p32, r32, D, 0.0, beta=1e30, desirable_weight=1e10)
+        with pytest.raises(ValueError, match=r"beta: expected a value whose product with the "
+                                             r"log-ratios stays finite in float32"):
+            kto_loss(p32 * 1e9, r32, D, 0.0, beta=1e30)
+    out = kto_loss(P, R, D, 0.0, beta=1e39)  # float64 holds it
+    assert np.all(np.isfinite(to_numpy(out.losses)))
+
+
+def test_a_400_digit_integer_beta_is_a_clear_error_naming_beta():
+    with pytest.raises(ValueError, match="beta: expected a finite number; got an integer of 401 "
+                                         "digits"):
+        kto_loss(P, R, D, 0.0, beta=10**400)
+    with pytest.raises(ValueError, match="z0: expected a finite number; got an integer"):
+        kto_loss(P, R, D, -(10**400))

@@ -410,3 +410,17 @@ def test_objective_refuses_a_batch_of_one_for_the_batch_estimate_and_unknown_mod
     assert float(out.loss) == 0.5
     with pytest.raises(ValueError, match="z0: expected one of"):
         kto_objective(policy, policy.copy(), *one, z0="kl")
+
+
+def test_responses_with_a_token_past_max_length_are_refused():
+    policy = SoftmaxPolicy(5, 2, eos_token=0, seed=1)
+    prompts, labels = np.array([0, 1]), np.array([True, False])
+    wide = np.array([[1, 2, 0], [3, 0, -1]])
+    with pytest.raises(ValueError, match="responses: expected at most max_length = 2 tokens per "
+                                         "response; row 0 has a token at position 2"):
+        kto_objective(policy, policy.copy(), prompts, wide, labels, z0="zero", max_length=2)
+    padded = np.array([[1, 0, -1], [3, 0, -1]])  # wider than T, but only with padding
+    out = kto_objective(policy, policy.copy(), prompts, padded, labels, z0="zero", max_length=2)
+    assert np.isfinite(float(out.loss))
+    with pytest.raises(TypeError, match="max_length: expected a positive int"):
+        kto_objective(policy, policy.copy(), prompts, padded, labels, max_length=2.0)

@@ -348,3 +348,42 @@ def test_policy_constructor_refuses_bad_arguments():
         SoftmaxPolicy(5, 2, eos_token=5)
     with pytest.raises(ValueError, match="dtype: expected 'float32' or 'float64'"):
         SoftmaxPolicy(5, 2, dtype="float16")
+
+
+# ------------------------------------------------------------------------------------------
+# Copies: frozen references, other backends and dtypes
+
+
+@pytest.mark.parametrize("features", ["onehot", 3])
+def test_to_without_a_dtype_keeps_the_dtype_on_every_backend(features):
+    for dtype in ("float64", "float32"):
+        policy = SoftmaxPolicy(5, 2, features=features, dtype=dtype, seed=1)
+        for backend in ("numpy", "array_api_strict"):
+            moved = policy.to(backend)
+            assert moved.dtype_name == dtype and moved.backend == backend
+            assert moved.frozen == policy.frozen
+            for k, v in policy.params.items():
+                np.testing.assert_array_equal(to_numpy(moved.params[k]), to_numpy(v))
+        assert policy.to("numpy", "float64").dtype_name == "float64"
+
+
+def test_a_frozen_copy_refuses_an_optimizer_step_and_in_place_writes():
+    from minikto.training.optim import SGD, Adam
+
+    policy = SoftmaxPolicy(5, 2, seed=0)
+    reference = policy.copy()
+    assert reference.frozen and reference.to("numpy").frozen
+    before = reference.get_flat()
+    grads = {k: np.ones_like(v) for k, v in reference.params.items()}
+    for optimizer in (Adam(0.1), SGD(0.1)):
+        with pytest.raises(TypeError, match="params: expected a trainable policy; got a frozen"):
+            optimizer.step(reference.params, grads)
+    with pytest.raises(ValueError, match="read-only"):
+        reference.params["bias"][0] = 1.0
+    np.testing.assert_array_equal(reference.get_flat(), before)
+    trainable = reference.copy(frozen=False)
+    Adam(0.1).step(trainable.params, grads)  # a trainable copy of a frozen policy trains
+    trainable.params["bias"][0] = 1.0
+    assert not np.array_equal(trainable.get_flat(), before)
+    np.testing.assert_array_equal(reference.get_flat(), before)
+    policy.params["bias"][0] = 5.0  # the original stays writable
