@@ -119,9 +119,12 @@ def token_or_none(value: Any, name: str, vocab_size: int) -> int | None:
     return int(value)
 
 
+_FLOAT32_MAX, _FLOAT64_MAX = float(np.finfo(np.float32).max), float(np.finfo(np.float64).max)
+
+
 def _largest(dtype: Any) -> float:
     """The largest finite value of a floating dtype (float32 or float64)."""
-    return float(np.finfo(np.float32 if "float32" in str(dtype) else np.float64).max)
+    return _FLOAT32_MAX if dtype == np.float32 or "float32" in str(dtype) else _FLOAT64_MAX
 
 
 def loss_weights(
@@ -205,7 +208,8 @@ def float_vector(x: Any, name: str, xp: ModuleType, *, length: int | None = None
             f"{name}: expected an array of the same library as the other arguments "
             f"({xp.__name__}); got {type(x).__module__}.{type(x).__name__}"
         )
-    if not xp.isdtype(x.dtype, "real floating"):
+    native = type(x) is np.ndarray  # a dtype test without the namespace's wrappers
+    if not (x.dtype.kind == "f" if native else xp.isdtype(x.dtype, "real floating")):
         raise TypeError(f"{name}: expected a floating dtype (float32/float64); got {x.dtype}")
     if x.ndim != 1:
         raise ValueError(f"{name}: expected shape (B,); got shape {tuple(x.shape)}")

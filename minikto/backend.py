@@ -131,8 +131,8 @@ def array_namespace(*arrays: Any) -> ModuleType:
         When the arrays come from two different libraries, naming both.
     """
     present = [a for a in arrays if a is not None and not isinstance(a, (bool, int, float))]
-    if not present:
-        return np_compat
+    if all(type(a) is np.ndarray or isinstance(a, np.generic) for a in present):
+        return np_compat  # plain NumPy (or nothing): a type test instead of the general walk
     try:
         return array_api_compat.array_namespace(*present)
     except TypeError as err:
