@@ -124,7 +124,7 @@ _FLOAT32_MAX, _FLOAT64_MAX = float(np.finfo(np.float32).max), float(np.finfo(np.
 
 def _largest(dtype: Any) -> float:
     """The largest finite value of a floating dtype (float32 or float64)."""
-    return _FLOAT32_MAX if dtype == np.float32 or "float32" in str(dtype) else _FLOAT64_MAX
+    return _FLOAT32_MAX if "float32" in str(dtype) else _FLOAT64_MAX
 
 
 def loss_weights(
