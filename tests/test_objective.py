@@ -424,3 +424,22 @@ def test_responses_with_a_token_past_max_length_are_refused():
     assert np.isfinite(float(out.loss))
     with pytest.raises(TypeError, match="max_length: expected a positive int"):
         kto_objective(policy, policy.copy(), prompts, padded, labels, max_length=2.0)
+
+
+@pytest.mark.parametrize("z0", ["batch", "batch-grad", "exact", "zero"])
+def test_the_value_only_objective_equals_the_full_one_and_skips_the_backward(z0, monkeypatch):
+    obj = make_case(z0=z0, features=3, length=3, backend="numpy", seed=5)
+    theta = obj.x0 + 0.01
+    value_only = obj.value(theta)  # nothing evaluated at theta yet: the value-only path
+    full = kto_objective(obj.policy, obj.reference, *obj.batch,
+                         reference_logps=obj.reference_logps, fixed_z0=obj.fixed_z0,
+                         **obj.loss_kwargs)
+    assert value_only == float(full.loss)
+    assert kto_objective(obj.policy, obj.reference, *obj.batch, z0=z0, backward=False).grads is None
+    calls = []
+    backward = SoftmaxPolicy.sequence_logps_backward
+    monkeypatch.setattr(SoftmaxPolicy, "sequence_logps_backward",
+                        lambda *a, **k: calls.append(1) or backward(*a, **k))
+    report = gradcheck(obj, obj.x0, mode="directions", n_directions=3)
+    assert report.passed and report.evaluations == 7
+    assert len(calls) == (2 if z0 == "batch-grad" else 1)  # at x0 only, never at x +- h v
