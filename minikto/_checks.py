@@ -74,14 +74,18 @@ def scalar(value: Any, name: str, *, positive: bool = False, nonnegative: bool =
     return out
 
 
-def integer(value: Any, name: str, *, minimum: int | None = None, what: str = "an int") -> int:
+def integer(
+    value: Any, name: str, *, minimum: int | None = None, what: str = "an int",
+    wrong_type: type[Exception] = TypeError,
+) -> int:
     """Return ``value`` as a Python int (``bool`` refused), at least ``minimum`` if given.
 
-    A wrong type is a ``TypeError``, a value below ``minimum`` a ``ValueError``; both say
+    A wrong type is a ``wrong_type`` (``TypeError`` unless a caller has always said
+    ``ValueError``), a value below ``minimum`` a ``ValueError``; both say
     ``"<name>: expected <what>; got ..."``.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected {what}; got {value!r}")
+        raise wrong_type(f"{name}: expected {what}; got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected {what}; got {value}")
     return int(value)

@@ -156,10 +156,9 @@ def gradcheck(
         raise ValueError(f"eps: expected a step > 0; got {eps}")
     rtol = _checks.scalar(rtol, "rtol", nonnegative=True)
     atol = _checks.scalar(atol, "atol", nonnegative=True)
-    if mode == "directions" and (
-        isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1
-    ):
-        raise ValueError(f"n_directions: expected an int >= 1; got {n_directions!r}")
+    if mode == "directions":
+        _checks.integer(n_directions, "n_directions", minimum=1, what="an int >= 1",
+                        wrong_type=ValueError)
     for name, sl in (blocks or {}).items():
         if not isinstance(sl, slice) or len(range(x.size)[sl]) == 0:
             raise ValueError(
