@@ -323,6 +323,7 @@ def run_size(size: Size, args: argparse.Namespace, torch_why_not: str | None) ->
     if args.backend == "numpy":  # turns of fresh processes: a, b, c, then b, c, a, ...
         times: dict[str, list[float]] = {way: [] for way in ways}
         timing: dict[str, dict[str, Any]] = {}
+        traced: dict[str, int] = {}
         counts = [c for k in range(BLOCKS) if (c := repeats // BLOCKS + (k < repeats % BLOCKS))]
         for k, count in enumerate(counts):
             for way in ways[k % len(ways) :] + ways[: k % len(ways)]:
@@ -334,19 +335,23 @@ def run_size(size: Size, args: argparse.Namespace, torch_why_not: str | None) ->
                     "rounds_dropped": old["rounds_dropped"] + run["timing"]["rounds_dropped"],
                     "all_clean": old["all_clean"] and run["timing"]["all_clean"],
                 }
+                if "tracemalloc_bytes" in run:
+                    traced[way] = run["tracemalloc_bytes"]
         result["time"] = {way: summary(t) for way, t in times.items()}
         result["timing"] = timing
         if size.features != "onehot":
             argv = ["--worker", "matmul", "--sizes", size.name, "--repeats", str(repeats)]
             result["matmul"] = run_child(*me, argv)["matmul"]
+        result["memory"] = {"tracemalloc_bytes": traced}
         if not args.no_memory and rss_probe_available():
             # glibc then maps every block of 128 KiB or more on its own and unmaps it when
             # freed: a step's arrays cannot hide in heap memory kept from the warm-up step.
             env = {"MALLOC_MMAP_THRESHOLD_": "131072"}
             probe = {w: run_child(*me, ["--memory-probe", w, "--sizes", size.name], env)
                      for w in ways}
-            result["memory"] = {"rss_peak_bytes": {w: (r or {}).get("rss_peak_bytes")
-                                                   for w, r in probe.items()}}
+            result["memory"]["rss_peak_bytes"] = {
+                w: (r or {}).get("rss_peak_bytes") for w, r in probe.items()
+            }
         device = "cpu"
     else:
         p = make_problem(size, args.backend)
@@ -486,11 +491,12 @@ def table(results: list[dict[str, Any]], backend: str) -> str:
         m = r.get("memory")
         if not m:
             continue
-        if "tracemalloc_bytes" in m:
-            tm, rss = m["tracemalloc_bytes"], m.get("rss_peak_bytes", {})
+        if "pool_peak_bytes" not in m:
+            tm, rss = m.get("tracemalloc_bytes", {}), m.get("rss_peak_bytes", {})
             mem_lines.append(
-                f"{r['size']['name']:<7} tracemalloc (a) {fmt_bytes(tm['train']):>9} "
-                f"(b) {fmt_bytes(tm['hand']):>9}   peak RSS (a) {fmt_bytes(rss.get('train')):>9} "
+                f"{r['size']['name']:<7} tracemalloc (a) {fmt_bytes(tm.get('train')):>9} "
+                f"(b) {fmt_bytes(tm.get('hand')):>9}   "
+                f"peak RSS (a) {fmt_bytes(rss.get('train')):>9} "
                 f"(b) {fmt_bytes(rss.get('hand')):>9} torch {fmt_bytes(rss.get('torch')):>9}"
             )
         else:
