@@ -387,3 +387,15 @@ def test_a_frozen_copy_refuses_an_optimizer_step_and_in_place_writes():
     assert not np.array_equal(trainable.get_flat(), before)
     np.testing.assert_array_equal(reference.get_flat(), before)
     policy.params["bias"][0] = 5.0  # the original stays writable
+
+
+def test_masked_token_ids_or_upstream_gradients_are_refused_naming_them():
+    policy = SoftmaxPolicy(5, 2, eos_token=0)
+    prompts, responses = np.array([0, 1]), np.array([[1, 0], [2, 0]])
+    masked = np.ma.masked_array
+    with pytest.raises(TypeError, match="prompts: expected a plain array; got a masked array"):
+        policy.sequence_logps(masked(prompts, mask=[0, 1]), responses)
+    with pytest.raises(TypeError, match="responses: expected a plain array; got a masked"):
+        policy.sequence_logps(prompts, masked(responses, mask=np.zeros((2, 2))))
+    with pytest.raises(TypeError, match="grad_logps: expected a plain array; got a masked"):
+        policy.sequence_logps_backward(prompts, responses, masked(np.ones(2), mask=[0, 1]))
