@@ -230,8 +230,9 @@ class SoftmaxPolicy:
             probs = _checks.cache_probs(cache, batch.positions, self.vocab_size)  # (N, V)
         else:
             probs = softmax(self._logits(batch.prompts, batch.states), axis=-1)  # (N, V)
-        # g_b at every real token of response b, 0 at padding: (N,)
-        weight = xp.reshape(grad_logps[:, None] * xp.reshape(batch.mask, batch.shape), (-1,))
+        weight = (  # (N,): g_b at every real token of response b, 0 at padding
+            xp.reshape(grad_logps[:, None] * xp.reshape(batch.mask, batch.shape), (-1,))
+        )
         vocab = xp.arange(self.vocab_size, dtype=batch.targets.dtype)
         onehot = xp.astype(batch.targets[:, None] == vocab[None, :], self.dtype)  # (N, V)
         grad_logits = weight[:, None] * (onehot - probs)  # (N, V)
