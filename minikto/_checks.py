@@ -421,10 +421,8 @@ def upstream_gradient(grad: Any, xp: ModuleType, backend: str, rows: int, dtype:
 
 
 def cache_probs(cache: Any, positions: int, vocab_size: int) -> Any:
-    """The probabilities (N, V) of a forward pass's cache (None without one), refusing the
-    cache of a batch of another size."""
-    if cache is None:
-        return None
+    """The probabilities (N, V) of a forward pass's cache, refusing the cache of a batch of
+    another size."""
     if tuple(cache.probs.shape) != (positions, vocab_size):
         raise ValueError(
             f"cache: expected the cache of this batch, probs of shape "

@@ -83,7 +83,7 @@ def get_namespace(backend: str | ModuleType = "numpy") -> ModuleType:
         )
     if name in ("numpy", "array_api_compat.numpy"):
         return np_compat
-    if name in ("cupy", "array_api_compat.cupy"):
+    if name in ("cupy", "array_api_compat.cupy"):  # pragma: no cover - needs a GPU
         try:
             import array_api_compat.cupy as cp_compat
         except ImportError as err:  # pragma: no cover - depends on the machine
@@ -168,7 +168,7 @@ def to_numpy(x: Any) -> np.ndarray:
         return x
     if isinstance(x, (bool, int, float, list, tuple, np.generic)):
         return np.asarray(x)
-    if type(x).__module__.startswith("cupy"):
+    if type(x).__module__.startswith("cupy"):  # pragma: no cover - needs a GPU
         return x.get()
     try:
         return np.from_dlpack(x)

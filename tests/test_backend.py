@@ -101,3 +101,12 @@ def test_get_namespace_never_imports_a_module_it_does_not_know(monkeypatch):
         B.get_namespace(__import__("json"))
     with pytest.raises(ValueError, match="is not an array API library"):
         B.get_namespace(types.ModuleType("fake"))
+
+
+def test_to_numpy_falls_back_to_the_array_protocol_without_dlpack():
+    class OnlyArrayProtocol:  # neither NumPy nor DLPack: what a third library might be
+        def __array__(self, dtype=None, copy=None):
+            return np.arange(3.0)
+
+    np.testing.assert_array_equal(B.to_numpy(OnlyArrayProtocol()), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(B.to_numpy([1, 2]), [1, 2])

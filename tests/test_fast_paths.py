@@ -124,6 +124,7 @@ def test_the_block_wise_path_equals_the_simple_path(features, xp_name, monkeypat
     for grads in (
         policy.sequence_logps_backward(prompts, responses, g, cache=cache),
         policy.sequence_logps_backward(prompts, responses, g),
+        policy.sequence_logps_backward(prompts[:], responses[:, :], g, cache=cache),  # re-checked
     ):
         assert list(grads) == list(simple) == list(policy.params)
         for k in simple:
