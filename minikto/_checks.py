@@ -51,9 +51,9 @@ def scalar(value: Any, name: str, *, positive: bool = False, nonnegative: bool =
     Booleans (``True``, ``np.bool_``) and complex numbers are refused rather than cast; so is
     an integer too large for a float.
     """
-    if _is_bool_or_complex(value) or not (
+    if type(value) is not float and (_is_bool_or_complex(value) or not (
         isinstance(value, (int, float)) or hasattr(value, "__float__")
-    ):
+    )):
         raise TypeError(f"{name}: expected a real number; got {_describe(value)}")
     if getattr(value, "shape", ()) not in ((), None):
         raise TypeError(f"{name}: expected a real number; got {_describe(value)}")
@@ -145,7 +145,8 @@ def loss_weights(
         "desirable_weight": scalar(desirable_weight, "desirable_weight", nonnegative=True),
         "undesirable_weight": scalar(undesirable_weight, "undesirable_weight", nonnegative=True),
     }
-    largest, kind = _largest(dtype), str(dtype).rsplit(".", 1)[-1]
+    largest = _largest(dtype)
+    kind = "float32" if largest == _FLOAT32_MAX else "float64"
     if beta > largest:
         raise ValueError(f"beta: expected a number the loss's dtype {kind} holds; got {beta}")
     for name, value in weights.items():
