@@ -440,3 +440,6 @@ class FrozenParams(dict):
         )
 
     __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
+
+    def __reduce__(self) -> tuple:  # pickle and deepcopy rebuild it whole, not item by item
+        return (FrozenParams, (dict(self),))

@@ -387,6 +387,14 @@ def test_a_frozen_copy_refuses_an_optimizer_step_and_in_place_writes():
     assert not np.array_equal(trainable.get_flat(), before)
     np.testing.assert_array_equal(reference.get_flat(), before)
     policy.params["bias"][0] = 5.0  # the original stays writable
+    import copy
+    import pickle
+
+    params = reference.params  # the frozen mapping survives pickle and deepcopy whole
+    for twin in (pickle.loads(pickle.dumps(params)), copy.deepcopy(params)):
+        assert type(twin) is type(params) and list(twin) == list(params)
+        with pytest.raises(TypeError, match="params: expected a trainable policy"):
+            twin["bias"] = 0.0
 
 
 def test_masked_token_ids_or_upstream_gradients_are_refused_naming_them():
