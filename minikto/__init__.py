@@ -18,7 +18,8 @@ Lines readers and writers), ``training/`` (:class:`KTOConfig`, :func:`train`,
 :func:`check_weight_balance`, optimizers, checkpoints), ``tools/`` (command line, demo, plots,
 reference vectors), ``experiments/`` (the paper's claims on a toy), and ``fast/`` (the
 CPU-tuned, block-wise form of the policy's passes: optional reading). Input checks are
-written once in ``_checks``.
+written once in ``_checks`` (numbers, log-prob vectors, labels) and ``_token_checks`` (token
+batches).
 """
 
 from .backend import get_namespace, to_numpy

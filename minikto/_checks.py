@@ -10,10 +10,10 @@ A public function opens with one or two whole-signature checks and then reads as
   :func:`paired_batch` (DPO's four log-prob vectors) return the namespace and batch size;
 - :func:`loss_weights` returns ``beta`` and the two weights as floats that the loss's dtype
   can hold (their products included);
-- :func:`token_batch` checks the (B,) prompts and (B, T) responses a policy scores.
+- :mod:`minikto._token_checks` checks the (B,) prompts and (B, T) responses a policy scores.
 
 The pieces they are made of (:func:`scalar`, :func:`integer`, :func:`seed`,
-:func:`float_vector`, :func:`bool_vector`, :func:`token_ids`...) serve the other modules.
+:func:`float_vector`, :func:`bool_vector`...) serve the other modules.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def bounded_product(scale: float, x: Any, xp: ModuleType, knob: str) -> None:
 # Arrays of log-probabilities and labels
 
 
-def _refuse_masked(x: Any, name: str) -> None:
+def refuse_masked(x: Any, name: str) -> None:
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(
             f"{name}: expected a plain array; got a masked array (masked entries would count "
@@ -192,7 +192,7 @@ def namespace_of(**arrays: Any) -> ModuleType:
     for name, x in arrays.items():
         if x is not None and not (hasattr(x, "shape") and hasattr(x, "dtype")):
             raise TypeError(f"{name}: expected an array (NumPy, CuPy, ...); got {_describe(x)}")
-        _refuse_masked(x, name)
+        refuse_masked(x, name)
     return array_namespace(*arrays.values())
 
 
@@ -207,7 +207,7 @@ def float_vector(x: Any, name: str, xp: ModuleType, *, length: int | None = None
     """Check that ``x`` is a finite 1-d floating array of ``xp`` (of ``length`` if given)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{name}: expected a 1-d floating array; got {_describe(x)}")
-    _refuse_masked(x, name)
+    refuse_masked(x, name)
     if array_namespace(x) is not xp:
         raise TypeError(
             f"{name}: expected an array of the same library as the other arguments "
@@ -234,7 +234,7 @@ def bool_vector(x: Any, name: str, xp: ModuleType, *, length: int) -> Any:
         raise TypeError(
             f"{name}: expected a boolean array of shape ({length},); got {_describe(x)}"
         )
-    _refuse_masked(x, name)
+    refuse_masked(x, name)
     if array_namespace(x) is not xp:
         raise TypeError(
             f"{name}: expected an array of the same library as the other arguments "
@@ -288,7 +288,7 @@ def zero_point(z0: Any, xp: ModuleType, dtype: Any) -> Any:
     """The reference point as a finite 0-d array of ``xp`` and ``dtype``."""
     if not hasattr(z0, "shape"):
         return xp.asarray(scalar(z0, "z0"), dtype=dtype)
-    _refuse_masked(z0, "z0")
+    refuse_masked(z0, "z0")
     if tuple(z0.shape) != ():
         raise ValueError(f"z0: expected a scalar or 0-d array; got shape {tuple(z0.shape)}")
     if array_namespace(z0) is not xp:
@@ -301,132 +301,3 @@ def zero_point(z0: Any, xp: ModuleType, dtype: Any) -> Any:
     if not bool(xp.isfinite(z0)):
         raise ValueError(f"z0: expected a finite number; got {float(z0)}")
     return xp.astype(z0, dtype)
-
-
-# ------------------------------------------------------------------------------------------
-# Token ids: prompts (B,) and responses (B, T) of a policy
-
-
-def token_ids(
-    ids: Any, name: str, xp: ModuleType, backend: str, upper: int, *, ndim: int
-) -> tuple[Any, int]:
-    """Checked int64 ids of ``xp`` in ``[0, upper)`` (responses: -1 too), and their minimum.
-
-    NumPy arrays take a quick path (a type test and one min/max) instead of the array
-    namespace's general dispatch.
-    """
-    _refuse_masked(ids, name)
-    native = type(ids) is np.ndarray and xp.__name__ == "array_api_compat.numpy"
-    if native:
-        pass
-    elif isinstance(ids, (list, tuple, np.ndarray, np.generic)):
-        ids = xp.asarray(np.asarray(ids))
-    elif not hasattr(ids, "dtype"):
-        raise TypeError(f"{name}: expected an integer array; got {type(ids).__name__}")
-    elif array_namespace(ids) is not xp:
-        raise TypeError(
-            f"{name}: expected an array of the policy's backend ({backend}); "
-            f"got {type(ids).__module__}.{type(ids).__name__}"
-        )
-    if ids.ndim != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-d array; got shape {tuple(ids.shape)}")
-    if ids.shape[0] == 0:
-        raise ValueError(f"{name}: expected a non-empty batch; got shape {tuple(ids.shape)}")
-    if any(size == 0 for size in ids.shape):  # (B, 0): no ids to check; refused later
-        return ids, 0
-    integral = ids.dtype.kind in "iu" if native else xp.isdtype(ids.dtype, "integral")
-    if not integral:
-        raise TypeError(f"{name}: expected integer ids; got dtype {ids.dtype}")
-    if ids.dtype != xp.int64:
-        ids = xp.astype(ids, xp.int64)
-        native = False
-    low = -1 if name == "responses" else 0
-    if native:  # the same reductions, without the namespace's wrappers
-        smallest, largest = int(ids.min()), int(ids.max())
-    else:
-        smallest, largest = int(xp.min(ids)), int(xp.max(ids))
-    if smallest < low or largest >= upper:
-        bad = smallest if smallest < low else largest
-        extra = " (or -1 for padding)" if name == "responses" else ""
-        raise ValueError(f"{name}: expected ids in [0, {upper}){extra}; got {bad}")
-    return ids, smallest
-
-
-def token_batch(
-    prompts: Any, responses: Any, xp: ModuleType, backend: str, *,
-    num_prompts: int, vocab_size: int, eos_token: int | None,
-) -> tuple[Any, Any, bool]:
-    """Checked (B,) prompts and (B, T) responses (int64 of ``xp``), and whether any is padded.
-
-    A response is its tokens, then only ``-1`` padding; nothing but padding follows the end
-    token ``eos_token``.
-    """
-    prompts, _ = token_ids(prompts, "prompts", xp, backend, num_prompts, ndim=1)
-    responses, smallest = token_ids(responses, "responses", xp, backend, vocab_size, ndim=2)
-    padded = smallest < 0
-    if responses.shape[0] != prompts.shape[0]:
-        raise ValueError(
-            f"responses: expected {prompts.shape[0]} rows, one per prompt; "
-            f"got shape {tuple(responses.shape)}"
-        )
-    if responses.shape[1] == 0:
-        raise ValueError("responses: expected at least one position (T >= 1); got T = 0")
-    if padded or eos_token is not None:
-        _padding(responses, xp, eos_token)
-    return prompts, responses, padded
-
-
-def _first_row(rows: Any, xp: ModuleType) -> int:
-    return int(xp.argmax(xp.astype(rows, xp.int8)))
-
-
-def _padding(responses: Any, xp: ModuleType, eos_token: int | None) -> None:
-    pad = responses < 0
-    if bool(xp.any(pad[:, 0])):
-        raise ValueError(
-            "responses: expected at least one token per response; "
-            f"row {_first_row(pad[:, 0], xp)} is empty"
-        )
-    bad = xp.any(pad[:, :-1] & ~pad[:, 1:], axis=1)
-    if bool(xp.any(bad)):
-        raise ValueError(
-            f"responses: expected -1 padding only after the last token; row "
-            f"{_first_row(bad, xp)} has a token after padding"
-        )
-    if eos_token is not None:
-        is_eos = xp.astype(responses == eos_token, xp.int64)
-        after = xp.any(((xp.cumulative_sum(is_eos, axis=1) - is_eos) > 0) & ~pad, axis=1)
-        if bool(xp.any(after)):
-            raise ValueError(
-                f"responses: expected nothing but -1 after the end token {eos_token}; "
-                f"row {_first_row(after, xp)} continues after it"
-            )
-
-
-def upstream_gradient(grad: Any, xp: ModuleType, backend: str, rows: int, dtype: Any) -> Any:
-    """``grad_logps`` of a backward pass: a finite (rows,) array of ``xp``, cast to ``dtype``."""
-    if not hasattr(grad, "shape") or tuple(grad.shape) != (rows,):
-        raise ValueError(
-            f"grad_logps: expected shape ({rows},); got {getattr(grad, 'shape', grad)!r}"
-        )
-    _refuse_masked(grad, "grad_logps")
-    if array_namespace(grad) is not xp:
-        raise TypeError(
-            f"grad_logps: expected an array of the policy's backend ({backend}); "
-            f"got {type(grad).__module__}.{type(grad).__name__}"
-        )
-    if not bool(xp.all(xp.isfinite(grad))):
-        bad = int(xp.sum(xp.astype(~xp.isfinite(grad), xp.int64)))
-        raise ValueError(f"grad_logps: expected finite values; got {bad} that are not")
-    return grad if grad.dtype == dtype else xp.astype(grad, dtype)
-
-
-def cache_probs(cache: Any, positions: int, vocab_size: int) -> Any:
-    """The probabilities (N, V) of a forward pass's cache, refusing the cache of a batch of
-    another size."""
-    if tuple(cache.probs.shape) != (positions, vocab_size):
-        raise ValueError(
-            f"cache: expected the cache of this batch, probs of shape "
-            f"({positions}, {vocab_size}); got {tuple(cache.probs.shape)}"
-        )
-    return cache.probs

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _token_checks
 from .backend import get_namespace, log_softmax, resolve_dtype, softmax, to_numpy
 from .fast import blocks
 from .features import make_features
@@ -223,11 +223,11 @@ class SoftmaxPolicy:
         batch takes the block-wise form in :mod:`minikto.fast.blocks`.
         """
         xp, batch = self.xp, self._batch_of(prompts, responses, cache)
-        grad_logps = _checks.upstream_gradient(grad_logps, xp, self.backend, batch.rows, self.dtype)
+        grad_logps = _token_checks.upstream_gradient(grad_logps, self, batch.rows)
         if blocks.wanted(xp, batch.positions, self._row_bytes):  # a large batch
             return blocks.sequence_logps_backward(self, batch, grad_logps, cache)
         if cache is not None:
-            probs = _checks.cache_probs(cache, batch.positions, self.vocab_size)  # (N, V)
+            probs = _token_checks.cache_probs(cache, batch.positions, self.vocab_size)  # (N, V)
         else:
             probs = softmax(self._logits(batch.prompts, batch.states), axis=-1)  # (N, V)
         weight = (  # (N,): g_b at every real token of response b, 0 at padding
@@ -376,16 +376,16 @@ class SoftmaxPolicy:
         return np.concatenate([to_numpy(grads[k]).astype(np.float64).ravel() for k in self.params])
 
     # --------------------------------------------------------------------------------------
-    # Validation (written once in :mod:`minikto._checks`)
+    # Validation (written once in :mod:`minikto._token_checks`)
 
     def _ids(self, ids: Any, name: str, upper: int) -> Any:
         """Checked (N,) int64 ids of the backend in ``[0, upper)``."""
-        return _checks.token_ids(ids, name, self.xp, self.backend, upper, ndim=1)[0]
+        return _token_checks.token_ids(ids, name, self.xp, self.backend, upper, ndim=1)[0]
 
     def _checked_batch(self, prompts: Any, responses: Any) -> tuple[Any, Any, bool]:
         """The checked (B,) prompts and (B, T) responses (int64 of the backend), and whether
         any response is padded."""
-        return _checks.token_batch(
+        return _token_checks.token_batch(
             prompts, responses, self.xp, self.backend, num_prompts=self.num_prompts,
             vocab_size=self.vocab_size, eos_token=self.eos_token,
         )

@@ -27,7 +27,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from .. import _checks
+from .. import _token_checks
 from ..backend import is_numpy, native_module
 from .kernels import column_sums, log_softmax_at, softmax_grad
 
@@ -112,7 +112,7 @@ def sequence_logps_backward(
     xp, params, features = policy.xp, policy.params, policy.features
     rows, length = batch.shape
     n, vocab = rows * length, policy.vocab_size
-    probs = None if cache is None else _checks.cache_probs(cache, n, vocab)
+    probs = None if cache is None else _token_checks.cache_probs(cache, n, vocab)
     context = cache.context if cache is not None and cache.batch is batch else None
     if probs is None:
         _, probs, context = target_logps(policy, batch, keep_probs=True)
