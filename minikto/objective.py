@@ -244,8 +244,9 @@ class FlatObjective:
         self._last: tuple[bytes, ObjectiveResult] | None = None
         mode = validate_z0_mode(loss_kwargs.get("z0", "batch"))
         if freeze_z0 and mode in ("batch", "exact"):
+            # z0 is detached: the evaluation that estimates it at x0 is also the evaluation
+            # with z0 held at that value, so it stays cached for the first call at x0
             self.fixed_z0 = self._evaluate(self.x0).z0
-            self._last = None
 
     def _evaluate(self, theta: np.ndarray) -> ObjectiveResult:
         theta = np.asarray(theta, dtype=np.float64)
