@@ -19,7 +19,10 @@ Three ways to write that step, timed in the same run, round-robin, on the same d
 
 Also measured: the rate of the (tokens x d x V) matrix products of the step against the
 plain float32 ``matmul`` rate of the same shapes, the peak memory of each way, and the
-random-direction gradient check of the large model in float64.
+random-direction gradient check of the large model in float64. On the CPU each way runs in
+processes of its own, taking turns. How that is measured on a shared machine (load
+accounting, quiet-machine waits, memory probes, the machine's description) is in
+``harness.py``.
 
 Usage (see docs/PERFORMANCE.md)::
 
@@ -33,34 +36,46 @@ The benchmark never runs in CI's test command.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from minikto import SoftmaxPolicy
-from minikto.backend import to_numpy
-from minikto.gradcheck import gradcheck
-from minikto.kto import kl_estimate, kto_loss, mismatched_indices
-from minikto.objective import FlatObjective
-from minikto.training.config import KTOConfig
-from minikto.training.step import unpaired_step
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (  # noqa: E402  (the benchmarks are a folder of scripts)
+    fmt_bytes,
+    fmt_time,
+    gpu_peak,
+    machine,
+    matmul_rate,
+    numpy_tracemalloc_peak,
+    rss_peak_in_this_process,
+    rss_probe_available,
+    run_child,
+    summary,
+    synchronizer,
+    time_round_robin,
+    wait_for_quiet,
+)
+
+from minikto import SoftmaxPolicy  # noqa: E402
+from minikto.backend import to_numpy  # noqa: E402
+from minikto.gradcheck import gradcheck  # noqa: E402
+from minikto.kto import kl_estimate, kto_loss, mismatched_indices  # noqa: E402
+from minikto.objective import FlatObjective  # noqa: E402
+from minikto.training.config import KTOConfig  # noqa: E402
+from minikto.training.step import unpaired_step  # noqa: E402
 
 BETA = 0.1
-GRADCHECK_LIMIT_S = 30.0
 
 # ------------------------------------------------------------------------------------------
-# The grid
+# The grid and the speed targets
 
 
 @dataclass(frozen=True)
@@ -93,9 +108,12 @@ SIZES = {
     "large": Size("large", 512, 32, 8192, 256, 256),
 }
 
-#: Targets of the issue: (size, minimum speed-up of minikto's step over torch autograd).
-SPEED_TARGETS = {"tiny": 3.0, "small": 3.0, "medium": 1.2, "large": 1.2}
+#: (size, minimum speed-up over torch autograd) for both minikto ways, (a) and (b).
+SPEED_TARGETS = {"tiny": 3.0, "small": 3.0, "medium": 2.0, "large": 2.0}
 MATMUL_FRACTION_TARGET = 0.75  # at large: the step's matmul flops / step time vs matmul rate
+GRADCHECK_LIMIT_S = 20.0  # the large random-direction gradcheck, float64, 10 directions
+#: Peak RSS of the step at large: the block-wise path's, 584 MiB as reported (< 584.5 MiB).
+MEMORY_LIMIT_BYTES = int(584.5 * 2**20)
 
 
 def xlarge_for_device(free_bytes: int) -> Size:
@@ -180,7 +198,7 @@ class TorchStep:
         f32 = torch.float32
 
         def tensor(x: Any, **kw: Any) -> Any:
-            return torch.as_tensor(np.ascontiguousarray(to_numpy(x)), device=device, **kw)
+            return torch.as_tensor(np.array(to_numpy(x)), device=device, **kw)  # a writable copy
 
         self.params = {
             k: tensor(v, dtype=f32).requires_grad_(True) for k, v in p.policy.params.items()
@@ -241,322 +259,6 @@ def torch_status(device: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------
-# Timing
-
-
-def synchronizer(backend: str) -> Callable[[], None]:
-    """Wait for queued GPU work (CuPy and torch CUDA); a no-op on the CPU."""
-    if backend != "cupy":
-        return lambda: None
-    import cupy
-
-    def sync() -> None:
-        cupy.cuda.Device().synchronize()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-        except ImportError:
-            pass
-
-    return sync
-
-
-class OtherJobs:
-    """CPU time that other processes used while this one ran (Linux ``/proc``; else nothing).
-
-    ``/proc/stat`` counts the busy time of every CPU; ``/proc/self/stat`` this process's own
-    (all its threads, BLAS and OpenMP workers included). The difference is the others'.
-    """
-
-    def __init__(self) -> None:
-        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self.cpus = os.cpu_count() or 1
-        self.available = self._read() is not None
-
-    def _read(self) -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(v) for v in f.readline().split()[1:]]
-            with open("/proc/self/stat") as f:
-                own = f.read().rsplit(")", 1)[1].split()
-        except (OSError, ValueError, IndexError):
-            return None
-        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
-        return busy, int(own[11]) + int(own[12])  # utime + stime of this process
-
-    def start(self) -> tuple[tuple[int, int] | None, float]:
-        return self._read(), time.perf_counter()
-
-    def share(self, mark: tuple[tuple[int, int] | None, float]) -> float:
-        """The others' share of all CPUs since ``mark`` (0 when it cannot be told)."""
-        before, t0 = mark
-        after = self._read()
-        if before is None or after is None:
-            return 0.0
-        seconds = time.perf_counter() - t0
-        others = (after[0] - before[0]) - (after[1] - before[1])
-        return max(0.0, others / self.hz / max(seconds * self.cpus, 1e-9))
-
-
-#: A group of rounds during which other jobs used more than this share of the CPUs is retaken.
-DISTURBED_SHARE = 0.10
-#: Between two contenders, after a call longer than SETTLE_AFTER_S, wait SETTLE_S (untimed):
-#: OpenBLAS's worker threads spin for up to ~0.1 s after a product (and OpenMP's for a
-#: while), which would take a core from whichever contender runs next. (One contender
-#: alone runs its steps back to back, as a training loop does.)
-SETTLE_AFTER_S = 0.02
-SETTLE_S = 0.15
-
-
-def time_round_robin(
-    fns: dict[str, Callable[[], Any]],
-    repeats: int,
-    warmup: int,
-    sync: Callable[[], None],
-    stats: dict[str, Any] | None = None,
-) -> dict[str, list[float]]:
-    """Seconds per call of each function, measured in turns (a, b, c, b, c, a, c, a, b, ...).
-
-    Taking turns spreads any change of the machine's load evenly over the contenders, and
-    rotating who goes first gives each the same predecessors: BLAS and OpenMP worker threads
-    keep spinning for a while after a call, and a freed heap must be faulted in again, which
-    would otherwise always fall on the same contender. On a
-    shared machine the rounds are also taken in groups of about half a second: a group during
-    which other processes used more than :data:`DISTURBED_SHARE` of the CPUs is thrown away
-    and taken again, until three times the rounds asked for have been taken; after that every
-    group is kept (``stats`` tells how many rounds were thrown away, and whether every kept
-    group was clean).
-    """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    sync()
-    watch = OtherJobs()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    kept = dropped = taken = 0
-    kept_disturbed = False
-    per_group = 1
-    while kept < repeats:
-        mark = watch.start()
-        group: dict[str, list[float]] = {name: [] for name in fns}
-        for _ in range(min(per_group, repeats - kept)):
-            turn = taken + len(next(iter(group.values())))
-            names = list(fns)[turn % len(fns) :] + list(fns)[: turn % len(fns)]
-            for name in names:
-                fn = fns[name]
-                sync()
-                start = time.perf_counter()
-                fn()
-                sync()
-                seconds = time.perf_counter() - start
-                group[name].append(seconds)
-                if len(fns) > 1 and seconds > SETTLE_AFTER_S:
-                    time.sleep(SETTLE_S)  # not timed: let spinning worker threads sleep
-        rounds = len(next(iter(group.values())))
-        taken += rounds
-        elapsed = time.perf_counter() - mark[1]
-        if elapsed < 0.5 and per_group < 10_000:  # grow groups to ~0.5 s (clock ticks: 10 ms)
-            per_group = max(per_group * 2, int(per_group * 0.5 / max(elapsed, 1e-6)))
-        disturbed = watch.available and watch.share(mark) > DISTURBED_SHARE
-        if disturbed and taken < 3 * repeats:
-            dropped += rounds
-            continue
-        kept_disturbed = kept_disturbed or disturbed
-        for name in fns:
-            times[name].extend(group[name])
-        kept += rounds
-    if stats is not None:
-        stats.update({"rounds_dropped": dropped, "all_clean": not kept_disturbed})
-    return times
-
-
-def summary(times: list[float]) -> dict[str, float]:
-    """Median, quartiles, min and max in seconds."""
-    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
-    return {
-        "median": statistics.median(times),
-        "q1": q[0],
-        "q3": q[2],
-        "min": min(times),
-        "max": max(times),
-        "n": len(times),
-    }
-
-
-def matmul_rate(size: Size, backend: str, repeats: int) -> dict[str, float] | None:
-    """The plain float32 ``matmul`` rate of the step's shapes, measured now.
-
-    ``(N, d) @ (d, V)`` (the forward) and ``(d, N) @ (N, V)`` (the weight gradient); the
-    step does three of the first and one of the second, so the rate is weighted likewise.
-    """
-    if size.features == "onehot":
-        return None
-    if backend == "cupy":
-        import cupy as nx
-    else:
-        nx = np
-    n, d, v = size.tokens, int(size.features), size.vocab
-    rng = np.random.default_rng(1)
-    h = nx.asarray(rng.standard_normal((n, d), dtype=np.float32))
-    w = nx.asarray(rng.standard_normal((d, v), dtype=np.float32))
-    g = nx.empty((n, v), dtype=nx.float32)
-    g[...] = 0.5
-    sync = synchronizer(backend)
-    times = time_round_robin(
-        {"forward": lambda: h @ w, "weight_grad": lambda: h.T @ g},
-        repeats=max(3, repeats),
-        warmup=1,
-        sync=sync,
-    )
-    fwd, bwd = statistics.median(times["forward"]), statistics.median(times["weight_grad"])
-    return {
-        "forward_s": fwd,
-        "weight_grad_s": bwd,
-        "step_matmul_s": 3 * fwd + bwd,
-        "gflops": size.matmul_flops / (3 * fwd + bwd) / 1e9,
-    }
-
-
-def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
-    """Fraction of all CPUs busy over ``seconds`` (from ``/proc/stat``; None elsewhere)."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields), idle
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
-
-
-def wait_for_quiet(max_wait_s: float, busy_below: float = 0.15) -> dict[str, Any]:
-    """Wait (at most ``max_wait_s``) until other jobs leave the CPUs idle for 3 s in a row.
-
-    On a shared machine other jobs take cores in bursts, and a matrix product whose threads
-    wait for a busy core can take several times longer. This only waits: it changes nothing.
-    """
-    start = time.monotonic()
-    calm, busy = 0, None
-    while max_wait_s > 0 and time.monotonic() - start < max_wait_s:
-        busy = cpu_busy_fraction(1.0)
-        if busy is None:
-            break
-        calm = calm + 1 if busy < busy_below else 0
-        if calm >= 3:
-            break
-    return {"waited_s": time.monotonic() - start, "busy_before": busy, "quiet": calm >= 3}
-
-
-# ------------------------------------------------------------------------------------------
-# Memory
-
-
-def numpy_tracemalloc_peak(fn: Callable[[], Any]) -> int:
-    """Peak bytes NumPy allocates during ``fn()`` beyond what was live before (tracemalloc).
-
-    NumPy reports its array buffers to tracemalloc, so this counts every temporary array.
-    """
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        fn()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    return peak - before
-
-
-def rss_probe_available() -> bool:
-    """Linux lets a process reset its peak resident set size (``/proc/self/clear_refs``)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def rss_peak_in_this_process(fn: Callable[[], Any]) -> int:
-    """Peak resident memory during ``fn()`` above the resident memory before it, in bytes.
-
-    The kernel's high-water mark ``VmHWM`` is reset to the current ``VmRSS`` (write "5" to
-    ``/proc/self/clear_refs``), ``fn`` runs, and ``VmHWM - VmRSS_before`` is what the call
-    needed at its peak, whoever allocated it (NumPy, BLAS, torch's allocator).
-    """
-    gc.collect()
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    fn()
-    return max(0, _status_kib("VmHWM") - before) * 1024
-
-
-def rss_peak_in_subprocess(way: str, size: Size) -> int | None:
-    """Run :func:`rss_peak_in_this_process` for one way in a fresh Python (clean heap)."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-probe", way, "--sizes", size.name]
-    # A fixed mmap threshold: glibc then maps every block of 128 KiB or more on its own and
-    # unmaps it when freed, so a step's arrays cannot hide in heap memory kept from the
-    # warm-up step (glibc's default threshold grows with the blocks freed, up to 32 MiB).
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    if out.returncode != 0:
-        print(f"  memory probe {way}/{size.name} failed: {out.stderr.strip()[-300:]}")
-        return None
-    return int(json.loads(out.stdout.strip().splitlines()[-1])["rss_peak_bytes"])
-
-
-def memory_probe(way: str, size: Size) -> None:
-    """The child side of :func:`rss_peak_in_subprocess`: prints one JSON line."""
-    p = make_problem(size, "numpy")
-    fn = {"train": lambda: train_step(p), "hand": lambda: hand_step(p)}.get(way)
-    if way == "torch":
-        fn = TorchStep(p, "cpu")
-    fn()  # warm-up: first-call allocations (BLAS buffers, torch's thread pool) not counted
-    print(json.dumps({"rss_peak_bytes": rss_peak_in_this_process(fn)}))
-
-
-def gpu_peak(fn: Callable[[], Any], library: str) -> int:
-    """Bytes the caching allocator holds at the peak of ``fn()`` (CuPy pool or torch CUDA)."""
-    if library == "torch":
-        import torch
-
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        before = torch.cuda.memory_reserved()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_reserved() - before
-    import cupy
-
-    pool = cupy.get_default_memory_pool()
-    cupy.cuda.Device().synchronize()
-    pool.free_all_blocks()
-    before = pool.total_bytes()
-    fn()
-    cupy.cuda.Device().synchronize()
-    return pool.total_bytes() - before  # the pool only grows during fn: its high-water mark
-
-
-# ------------------------------------------------------------------------------------------
 # Gradient check of the large model
 
 
@@ -583,7 +285,7 @@ def large_gradcheck(size: Size, backend: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------
-# One size
+# One size: each way in its own processes (CPU), or in turns in this one (GPU)
 
 
 def agreement(ours: dict[str, Any], theirs: dict[str, Any]) -> float:
@@ -600,117 +302,102 @@ def default_repeats(size: Size) -> int:
     return {"tiny": 200, "small": 200, "medium": 20, "large": 5}.get(size.name, 5)
 
 
+#: On the CPU each way is timed in this many separate processes, taking turns.
+BLOCKS = 3
+
+
+def step_of(way: str, p: Problem, device: str = "cpu") -> Callable[[], Any]:
+    """The function that runs one step of ``way``: "train", "hand" or "torch"."""
+    if way == "torch":
+        return TorchStep(p, device)
+    return {"train": lambda: train_step(p), "hand": lambda: hand_step(p)}[way]
+
+
 def run_size(size: Size, args: argparse.Namespace, torch_why_not: str | None) -> dict[str, Any]:
-    """Time, rate and memory of one size: on the CPU each way in its own process."""
+    """Time, matmul rate and memory of one size."""
     repeats = args.repeats or default_repeats(size)
     result: dict[str, Any] = {"size": asdict(size), "tokens": size.tokens, "repeats": repeats}
     if args.wait_quiet:
         result["quiet_wait"] = wait_for_quiet(args.wait_quiet)
     ways = ["train", "hand"] + ([] if torch_why_not else ["torch"])
-    if args.backend == "numpy":
-        # A fresh Python per way: one library's worker threads, allocator and page state
-        # cannot then slow the next one down (measured here: a NumPy step right after a
-        # torch step is 10-30 % slower, in the same process, even after a pause).
-        # The repeats are split into BLOCKS turns of the three workers (a, b, c, b, c, a,
-        # c, a, b), so that a change of the machine's load falls on all of them alike.
+    me = [__file__]
+    if args.backend == "numpy":  # turns of fresh processes: a, b, c, then b, c, a, ...
         times: dict[str, list[float]] = {way: [] for way in ways}
         timing: dict[str, dict[str, Any]] = {}
-        tracemalloc_bytes: dict[str, int] = {}
-        counts = [repeats // BLOCKS + (k < repeats % BLOCKS) for k in range(BLOCKS)]
-        for k, count in enumerate(c for c in counts if c > 0):
+        traced: dict[str, int] = {}
+        counts = [c for k in range(BLOCKS) if (c := repeats // BLOCKS + (k < repeats % BLOCKS))]
+        for k, count in enumerate(counts):
             for way in ways[k % len(ways) :] + ways[: k % len(ways)]:
-                run = run_worker(way, size, count)
+                argv = ["--worker", way, "--sizes", size.name, "--repeats", str(count)]
+                run = run_child(*me, argv)
                 times[way] += run["times"]
-                previous = timing.get(way, {"rounds_dropped": 0, "all_clean": True})
+                old = timing.get(way, {"rounds_dropped": 0, "all_clean": True})
                 timing[way] = {
-                    "rounds_dropped": previous["rounds_dropped"] + run["timing"]["rounds_dropped"],
-                    "all_clean": previous["all_clean"] and run["timing"]["all_clean"],
+                    "rounds_dropped": old["rounds_dropped"] + run["timing"]["rounds_dropped"],
+                    "all_clean": old["all_clean"] and run["timing"]["all_clean"],
                 }
                 if "tracemalloc_bytes" in run:
-                    tracemalloc_bytes[way] = run["tracemalloc_bytes"]
-        rate = run_worker("matmul", size, repeats)["matmul"]
+                    traced[way] = run["tracemalloc_bytes"]
         result["time"] = {way: summary(t) for way, t in times.items()}
         result["timing"] = timing
-        if not args.no_memory:
-            memory: dict[str, Any] = {"tracemalloc_bytes": tracemalloc_bytes}
-            if rss_probe_available():
-                memory["rss_peak_bytes"] = {w: rss_peak_in_subprocess(w, size) for w in ways}
-            result["memory"] = memory
-        if torch_why_not is None:
-            p = make_problem(size, "numpy")
-            result["torch_grad_rel_diff"] = agreement(train_step(p), TorchStep(p, "cpu")())
+        if size.features != "onehot":
+            argv = ["--worker", "matmul", "--sizes", size.name, "--repeats", str(repeats)]
+            result["matmul"] = run_child(*me, argv)["matmul"]
+        result["memory"] = {"tracemalloc_bytes": traced}
+        if not args.no_memory and rss_probe_available():
+            # glibc then maps every block of 128 KiB or more on its own and unmaps it when
+            # freed: a step's arrays cannot hide in heap memory kept from the warm-up step.
+            env = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+            probe = {w: run_child(*me, ["--memory-probe", w, "--sizes", size.name], env)
+                     for w in ways}
+            result["memory"]["rss_peak_bytes"] = {
+                w: (r or {}).get("rss_peak_bytes") for w, r in probe.items()
+            }
+        device = "cpu"
     else:
         p = make_problem(size, args.backend)
-        fns: dict[str, Callable[[], Any]] = {
-            "train": lambda: train_step(p),
-            "hand": lambda: hand_step(p),
-        }
-        if torch_why_not is None:
-            fns["torch"] = TorchStep(p, "cuda")
-            result["torch_grad_rel_diff"] = agreement(train_step(p), fns["torch"]())
+        fns = {way: step_of(way, p, "cuda") for way in ways}
         stats: dict[str, Any] = {}
-        times = time_round_robin(
-            fns,
-            repeats,
-            warmup=1 if size.tokens > 4096 else 5,
-            sync=synchronizer("cupy"),
-            stats=stats,
-        )
+        warmup = 1 if size.tokens > 4096 else 5
+        times = time_round_robin(fns, repeats, warmup, synchronizer("cupy"), stats)
         result["time"] = {name: summary(t) for name, t in times.items()}
         result["timing"] = {"all": stats}
-        rate = matmul_rate(size, "cupy", repeats)
+        if size.features != "onehot":
+            d = int(size.features)
+            result["matmul"] = matmul_rate(size.tokens, d, size.vocab, "cupy", repeats)
         if not args.no_memory:
-            pool = {"train": gpu_peak(fns["train"], "cupy")}
-            if "torch" in fns:
-                pool["torch"] = gpu_peak(fns["torch"], "torch")
+            pool = {way: gpu_peak(fns[way], "torch" if way == "torch" else "cupy") for way in ways}
             result["memory"] = {"pool_peak_bytes": pool}
-
-    result["matmul"] = rate
-    if rate is not None:
+        device = "cuda"
+    if torch_why_not is None:
+        p = make_problem(size, args.backend)
+        result["torch_grad_rel_diff"] = agreement(train_step(p), TorchStep(p, device)())
+    if result.get("matmul"):
+        rate = result["matmul"]["gflops"]
         result["achieved_gflops"] = {
             name: size.matmul_flops / t["median"] / 1e9 for name, t in result["time"].items()
         }
-        result["matmul_fraction"] = {
-            name: g / rate["gflops"] for name, g in result["achieved_gflops"].items()
-        }
+        result["matmul_fraction"] = {k: g / rate for k, g in result["achieved_gflops"].items()}
     return result
 
 
-#: On the CPU each way is timed in this many separate processes, taking turns.
-BLOCKS = 3
-
-
-def run_worker(way: str, size: Size, repeats: int) -> dict[str, Any]:
-    """Run :func:`worker` in a fresh Python; its JSON line back as a dict."""
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--worker",
-        way,
-        "--sizes",
-        size.name,
-        "--repeats",
-        str(repeats),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    if out.returncode != 0:
-        raise RuntimeError(f"worker {way}/{size.name} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def worker(way: str, size: Size, repeats: int) -> None:
-    """The child side of :func:`run_worker` (NumPy backend): prints one JSON line."""
+def child(args: argparse.Namespace) -> None:
+    """A fresh process: time one way (``--worker``) or probe its memory (``--memory-probe``)."""
+    size = SIZES[args.sizes]
+    way = args.worker or args.memory_probe
     if way == "matmul":
-        print(json.dumps({"matmul": matmul_rate(size, "numpy", repeats)}))
+        d = int(size.features)
+        rate = matmul_rate(size.tokens, d, size.vocab, "numpy", args.repeats)
+        print(json.dumps({"matmul": rate}))
         return
-    p = make_problem(size, "numpy")
-    fn = {"train": lambda: train_step(p), "hand": lambda: hand_step(p)}.get(way)
-    if way == "torch":
-        fn = TorchStep(p, "cpu")
+    fn = step_of(way, make_problem(size, "numpy"))
+    if args.memory_probe:
+        fn()  # warm-up: first-call allocations (BLAS buffers, torch's thread pool) not counted
+        print(json.dumps({"rss_peak_bytes": rss_peak_in_this_process(fn)}))
+        return
     stats: dict[str, Any] = {}
-    times = time_round_robin(
-        {way: fn}, repeats, warmup=1 if size.tokens > 4096 else 5, sync=lambda: None, stats=stats
-    )
+    warmup = 1 if size.tokens > 4096 else 5
+    times = time_round_robin({way: fn}, args.repeats, warmup, lambda: None, stats)
     out: dict[str, Any] = {"times": times[way], "timing": stats}
     if way != "torch":
         out["tracemalloc_bytes"] = numpy_tracemalloc_peak(fn)
@@ -718,41 +405,41 @@ def worker(way: str, size: Size, repeats: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# Targets, table, machine
+# Targets and table
 
 
 def targets(results: list[dict[str, Any]], check: dict | None, backend: str) -> list[dict]:
-    """Every target of the issue that this run can judge, met or not, with the measure."""
+    """Every speed target this run can judge, met or not, with the measure."""
     out = []
     by = {r["size"]["name"]: r for r in results}
     for name, r in by.items():
         t = r["time"]
         if "torch" not in t:
             continue
-        speedup = t["torch"]["median"] / t["train"]["median"]
-        if backend == "numpy" and name in SPEED_TARGETS:
-            goal = SPEED_TARGETS[name]
-            out.append(_target(f"{name}: NumPy step >= {goal:g}x faster than torch", speedup, goal))
-        if backend == "cupy" and name in ("large", "xlarge"):
-            out.append(_target(f"{name}: CuPy step >= torch CUDA", speedup, 1.0))
-    large = by.get("large")
-    if large and backend == "numpy" and large.get("matmul_fraction"):
+        for way, label in (("train", "(a) train step"), ("hand", "(b) step by hand")):
+            speedup = t["torch"]["median"] / t[way]["median"]
+            if backend == "numpy" and name in SPEED_TARGETS:
+                goal = SPEED_TARGETS[name]
+                out.append(_target(f"{name}: {label} >= {goal:g}x torch", speedup, goal))
+            if backend == "cupy" and name in ("large", "xlarge") and way == "train":
+                out.append(_target(f"{name}: CuPy step >= torch CUDA", speedup, 1.0))
+    large = by.get("large", {})
+    if backend == "numpy" and large.get("matmul_fraction"):
         fraction = large["matmul_fraction"]["train"]
-        out.append(
-            _target("large: step >= 75% of the measured matmul rate", fraction, 0.75, "{:.0%}")
-        )
-    rss = (large or {}).get("memory", {}).get("rss_peak_bytes", {})
-    if rss.get("train") and rss.get("torch"):
-        ratio = rss["torch"] / rss["train"]
-        out.append(_target("large: peak memory no higher than torch's", ratio, 1.0, "{:.2f}x less"))
+        label = f"large: step >= {MATMUL_FRACTION_TARGET:.0%} of the measured matmul rate"
+        out.append(_target(label, fraction, MATMUL_FRACTION_TARGET, "{:.0%}"))
+    rss = large.get("memory", {}).get("rss_peak_bytes", {})
+    if rss.get("train"):
+        ratio = MEMORY_LIMIT_BYTES / rss["train"]
+        label = "large: peak memory <= 584 MiB"
+        out.append(_target(label, ratio, 1.0, f"{fmt_bytes(rss['train'])}"))
     if check is not None:
-        out.append(
-            {
-                "target": f"{check['size']}: random-direction gradcheck (float64) < 30 s",
-                "measured": f"{check['total_s']:.1f} s (passed={check['passed']})",
-                "met": check["met"],
-            }
-        )
+        out.append({
+            "target": f"{check['size']}: random-direction gradcheck (float64) "
+                      f"< {GRADCHECK_LIMIT_S:.0f} s",
+            "measured": f"{check['total_s']:.1f} s (passed={check['passed']})",
+            "met": check["met"],
+        })
     return out
 
 
@@ -762,20 +449,6 @@ def _target(label: str, value: float, goal: float, fmt: str = "{:.2f}x") -> dict
 
 def _or_dash(value: float | None, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
-
-
-def fmt_time(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} us"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.2f} s"
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 2**10:.0f} KiB" if abs(n) < 2**20 else f"{n / 2**20:.0f} MiB"
 
 
 def table(results: list[dict[str, Any]], backend: str) -> str:
@@ -819,11 +492,12 @@ def table(results: list[dict[str, Any]], backend: str) -> str:
         m = r.get("memory")
         if not m:
             continue
-        if "tracemalloc_bytes" in m:
-            tm, rss = m["tracemalloc_bytes"], m.get("rss_peak_bytes", {})
+        if "pool_peak_bytes" not in m:
+            tm, rss = m.get("tracemalloc_bytes", {}), m.get("rss_peak_bytes", {})
             mem_lines.append(
-                f"{r['size']['name']:<7} tracemalloc (a) {fmt_bytes(tm['train']):>9} "
-                f"(b) {fmt_bytes(tm['hand']):>9}   peak RSS (a) {fmt_bytes(rss.get('train')):>9} "
+                f"{r['size']['name']:<7} tracemalloc (a) {fmt_bytes(tm.get('train')):>9} "
+                f"(b) {fmt_bytes(tm.get('hand')):>9}   "
+                f"peak RSS (a) {fmt_bytes(rss.get('train')):>9} "
                 f"(b) {fmt_bytes(rss.get('hand')):>9} torch {fmt_bytes(rss.get('torch')):>9}"
             )
         else:
@@ -835,64 +509,6 @@ def table(results: list[dict[str, Any]], backend: str) -> str:
     if mem_lines:
         lines += ["", "peak memory of one step:"] + mem_lines
     return "\n".join(lines)
-
-
-def machine(backend: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
-        "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "env": {
-            k: os.environ.get(k)
-            for k in (
-                "OPENBLAS_CORETYPE",
-                "OPENBLAS_L2_SIZE",
-                "OPENBLAS_NUM_THREADS",
-                "OMP_NUM_THREADS",
-            )
-        },
-    }
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        info["blas"] = f"{blas.get('name')} {blas.get('version')}"
-    except Exception:  # the layout of show_config changes between NumPy versions
-        info["blas"] = None
-    try:
-        import threadpoolctl
-
-        info["threadpools"] = threadpoolctl.threadpool_info()
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-        if backend == "cupy" and torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name()
-    except ImportError:
-        info["torch"] = None
-    if backend == "cupy":
-        import cupy
-
-        info["cupy"] = cupy.__version__
-        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-        info.setdefault("gpu", props["name"].decode())
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 # ------------------------------------------------------------------------------------------
@@ -929,11 +545,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.memory_probe:
-        memory_probe(args.memory_probe, SIZES[args.sizes])
-        return 0
-    if args.worker:
-        worker(args.worker, SIZES[args.sizes], args.repeats)
+    if args.memory_probe or args.worker:
+        child(args)
         return 0
     if args.backend == "cupy":
         try:

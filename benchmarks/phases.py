@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_step import BETA, SIZES, fmt_time, make_problem, time_round_robin  # noqa: E402
+from bench_step import BETA, SIZES, make_problem  # noqa: E402
+from harness import fmt_time, time_round_robin  # noqa: E402
 
 from minikto.kto import kl_estimate, kto_loss  # noqa: E402
 

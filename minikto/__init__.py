@@ -1,17 +1,25 @@
 """minikto: KTO (Kahneman-Tversky Optimization) from scratch, every gradient by hand.
 
-The public API, by concept:
+Reading order of the math (the top level of the package):
 
-- the model: :class:`SoftmaxPolicy`;
-- the losses: :func:`kto_loss`, :func:`kl_estimate`, :func:`mismatched_indices`,
-  :func:`dpo_loss`, :func:`sft_loss`, :func:`apo_zero_unpaired_loss`;
-- the objective and its proof: :func:`kto_objective`, :class:`FlatObjective`,
-  :func:`gradcheck`;
-- exact quantities: :func:`exact_kl`, :func:`response_space`, :class:`ExactEvaluator`;
-- data: :class:`ToyTask`, :func:`default_task`, :func:`bandit_task`,
-  :func:`sample_unpaired`, :func:`sample_paired`, :func:`unpair`, the JSON Lines readers and
-  writers;
-- training: :class:`KTOConfig`, :func:`train`, :func:`check_weight_balance`.
+1. :mod:`minikto.backend`: the array namespace ``xp``; stable log-softmax, log-sigmoid,
+   scatter-add, written once;
+2. :mod:`minikto.features`: tabular and embedding feature maps, forward and backward;
+3. :mod:`minikto.policy`: :class:`SoftmaxPolicy`, ``sequence_logps`` and its backward pass;
+4. :mod:`minikto.kto`: :func:`kto_loss`, :func:`kl_estimate`, :func:`mismatched_indices`;
+5. :mod:`minikto.losses`: :func:`dpo_loss`, :func:`sft_loss`, :func:`apo_zero_unpaired_loss`;
+6. :mod:`minikto.exact`: :func:`response_space`, :func:`exact_kl`, :class:`ExactEvaluator`;
+7. :mod:`minikto.objective`: :func:`kto_objective`, :class:`FlatObjective`;
+8. :mod:`minikto.gradcheck`: :func:`gradcheck` and the self-check.
+
+Then the sub-packages, by role: ``data/`` (:class:`ToyTask`, :func:`default_task`,
+:func:`bandit_task`, :func:`sample_unpaired`, :func:`sample_paired`, :func:`unpair`, the JSON
+Lines readers and writers), ``training/`` (:class:`KTOConfig`, :func:`train`,
+:func:`check_weight_balance`, optimizers, checkpoints), ``tools/`` (command line, demo, plots,
+reference vectors), ``experiments/`` (the paper's claims on a toy), and ``fast/`` (the
+CPU-tuned, block-wise form of the policy's passes: optional reading). Input checks are
+written once in ``_checks`` (numbers, log-prob vectors, labels) and ``_token_checks`` (token
+batches).
 """
 
 from .backend import get_namespace, to_numpy

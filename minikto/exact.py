@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _checks
 from .backend import log_softmax, to_numpy
 
 __all__ = [
@@ -41,16 +42,16 @@ def response_space(vocab_size: int, length: int, eos_token: int | None = None) -
     probabilities sum to 1.
     """
     for name, value in (("vocab_size", vocab_size), ("length", length)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name}: expected a positive int; got {value!r}")
-    if eos_token is not None and (
-        isinstance(eos_token, bool)
-        or not isinstance(eos_token, (int, np.integer))
-        or not 0 <= eos_token < vocab_size
-    ):
-        raise ValueError(
-            f"eos_token: expected None or an id in [0, {vocab_size}); got {eos_token!r}"
+        _checks.integer(value, name, minimum=1, what="a positive int", wrong_type=ValueError)
+    if eos_token is not None:
+        _checks.integer(
+            eos_token, "eos_token", what=f"None or an id in [0, {vocab_size})",
+            wrong_type=ValueError,
         )
+        if not 0 <= eos_token < vocab_size:
+            raise ValueError(
+                f"eos_token: expected None or an id in [0, {vocab_size}); got {eos_token!r}"
+            )
     rows: list[list[int]] = [[]]
     done: list[list[int]] = []
     for _ in range(length):
@@ -117,8 +118,7 @@ def exact_kl(policy: Any, reference: Any, prompts: Any, length: int) -> Any:
             f"V={reference.vocab_size}, eos={reference.eos_token} against "
             f"V={policy.vocab_size}, eos={policy.eos_token}"
         )
-    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
-        raise ValueError(f"length: expected a positive int (T); got {length!r}")
+    _checks.integer(length, "length", minimum=1, what="a positive int (T)", wrong_type=ValueError)
     xp = policy.xp
     v = policy.vocab_size
     prompt_ids = to_numpy(prompts)

@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import matmul, scatter_add
+from . import _checks
+from .backend import scatter_add
+from .fast.kernels import matmul
 
 
 class OneHotFeatures:
@@ -149,3 +151,15 @@ class DenseFeatures:
     ) -> dict:
         """d weight contribution of ``rows``: h[rows].T @ grad_logits, shape (d, V)."""
         return {"weight": context[rows, :].T @ grad_logits}
+
+
+def make_features(
+    spec: Any, vocab_size: int, num_prompts: int, init_std: float, rng: np.random.Generator
+) -> OneHotFeatures | DenseFeatures:
+    """The feature map named by ``spec``: ``"onehot"`` or a positive int width d."""
+    if isinstance(spec, str) and spec == "onehot":
+        return OneHotFeatures(vocab_size, num_prompts, init_std)
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        width = _checks.positive_int(int(spec), "features")
+        return DenseFeatures(vocab_size, num_prompts, width, init_std, rng)
+    raise ValueError(f"features: expected 'onehot' or a positive int width; got {spec!r}")

@@ -122,7 +122,8 @@ def gradcheck(
     ----------
     fun : callable
         ``fun(x) -> (value, gradient)`` with ``x`` and ``gradient`` float64 vectors of shape
-        (n,) (e.g. :class:`~minikto.objective.FlatObjective`).
+        (n,) (e.g. :class:`~minikto.objective.FlatObjective`). When ``fun`` also has a
+        ``value(x)`` method, the finite differences call it (no gradient is computed there).
     x : array_like, shape (n,)
         Where to check.
     mode : "full" or "directions"
@@ -155,10 +156,9 @@ def gradcheck(
         raise ValueError(f"eps: expected a step > 0; got {eps}")
     rtol = _checks.scalar(rtol, "rtol", nonnegative=True)
     atol = _checks.scalar(atol, "atol", nonnegative=True)
-    if mode == "directions" and (
-        isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1
-    ):
-        raise ValueError(f"n_directions: expected an int >= 1; got {n_directions!r}")
+    if mode == "directions":
+        _checks.integer(n_directions, "n_directions", minimum=1, what="an int >= 1",
+                        wrong_type=ValueError)
     for name, sl in (blocks or {}).items():
         if not isinstance(sl, slice) or len(range(x.size)[sl]) == 0:
             raise ValueError(
@@ -176,8 +176,10 @@ def gradcheck(
     if grad.shape != x.shape:
         raise ValueError(f"fun: expected a gradient of shape {x.shape}; got {grad.shape}")
 
+    value_of = getattr(fun, "value", None)  # a value-only evaluation, when fun offers one
+
     def value(point: np.ndarray) -> float:
-        return float(fun(point)[0])
+        return float(value_of(point) if callable(value_of) else fun(point)[0])
 
     report = GradcheckReport(mode=mode, eps=eps, rtol=rtol, atol=atol, evaluations=1)
     if mode == "full":

@@ -98,30 +98,15 @@ def kto_loss(
     direction stop contributing. It is computed as
     :math:`\exp(\log\sigma(z) + \log\sigma(-z))`, finite for any logit.
     """
-    xp = _checks.namespace_of(
-        policy_logps=policy_logps,
-        reference_logps=reference_logps,
-        desirable=desirable,
-        z0=z0 if hasattr(z0, "shape") else None,
-    )
-    _checks.float_vector(policy_logps, "policy_logps", xp)
-    batch = policy_logps.shape[0]
-    _checks.float_vector(reference_logps, "reference_logps", xp, length=batch)
-    _checks.bool_vector(desirable, "desirable", xp, length=batch)
-    _checks.same_dtype(reference_logps, "reference_logps", policy_logps.dtype, "policy_logps")
-    beta = _checks.scalar(beta, "beta", positive=True)
-    desirable_weight = _checks.scalar(desirable_weight, "desirable_weight", nonnegative=True)
-    undesirable_weight = _checks.scalar(undesirable_weight, "undesirable_weight", nonnegative=True)
-    z0 = _z0_array(z0, xp, policy_logps.dtype)
-
+    xp, batch = _checks.unpaired_batch(policy_logps, reference_logps, desirable, z0)
     dtype = policy_logps.dtype
+    beta, w_d, w_u = _checks.loss_weights(beta, desirable_weight, undesirable_weight, dtype)
+    z0 = _checks.zero_point(z0, xp, dtype)
+
     sign = xp.where(desirable, xp.asarray(1.0, dtype=dtype), xp.asarray(-1.0, dtype=dtype))
-    weight = xp.where(
-        desirable,
-        xp.asarray(desirable_weight, dtype=dtype),
-        xp.asarray(undesirable_weight, dtype=dtype),
-    )
+    weight = xp.where(desirable, xp.asarray(w_d, dtype=dtype), xp.asarray(w_u, dtype=dtype))
     logratios = policy_logps - reference_logps
+    _checks.bounded_product(beta, logratios - z0, xp, "beta")
     z = sign * beta * (logratios - z0)
 
     # forward: l_i = lambda_i * sigmoid(-z_i)
@@ -170,12 +155,9 @@ def kl_estimate(kl_policy_logps: Any, kl_reference_logps: Any) -> KLEstimate:
     gradient at equality). The paper detaches z0; this gradient is used only by the
     ``"batch-grad"`` mode.
     """
-    xp = _checks.namespace_of(
-        kl_policy_logps=kl_policy_logps, kl_reference_logps=kl_reference_logps
-    )
-    _checks.float_vector(kl_policy_logps, "kl_policy_logps", xp)
-    batch = kl_policy_logps.shape[0]
-    _checks.float_vector(kl_reference_logps, "kl_reference_logps", xp, length=batch)
+    logps = {"kl_policy_logps": kl_policy_logps, "kl_reference_logps": kl_reference_logps}
+    xp = _checks.namespace_of(**logps)
+    batch = _checks.float_vectors("kl_policy_logps", logps, xp)
     mean = xp.mean(kl_policy_logps - kl_reference_logps)
     zero = xp.zeros_like(mean)
     z0 = xp.maximum(mean, zero)
@@ -199,8 +181,7 @@ def mismatched_indices(batch_size: int, xp: Any = None) -> Any:
     -------
     integer array, shape (B,)
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(f"batch_size: expected an int; got {type(batch_size).__name__}")
+    batch_size = _checks.integer(batch_size, "batch_size")
     if batch_size < 2:
         raise ValueError(
             "batch_size: the batch estimate of z0 pairs each prompt with ANOTHER example's "
@@ -208,18 +189,3 @@ def mismatched_indices(batch_size: int, xp: Any = None) -> Any:
         )
     xp = xp if xp is not None else array_namespace()
     return xp.roll(xp.arange(batch_size), 1)
-
-
-def _z0_array(z0: Any, xp: Any, dtype: Any) -> Any:
-    if hasattr(z0, "shape"):
-        if tuple(z0.shape) != ():
-            raise ValueError(f"z0: expected a scalar or 0-d array; got shape {tuple(z0.shape)}")
-        if array_namespace(z0) is not xp:
-            raise TypeError(
-                f"z0: expected an array of {xp.__name__} like policy_logps; "
-                f"got {type(z0).__module__}.{type(z0).__name__}"
-            )
-        if not bool(xp.isfinite(z0)):
-            raise ValueError(f"z0: expected a finite number; got {float(z0)}")
-        return xp.astype(z0, dtype)
-    return xp.asarray(_checks.scalar(z0, "z0"), dtype=dtype)

@@ -122,26 +122,17 @@ def dpo_loss(
     for a very wrong, possibly mislabeled, pair). :math:`\sigma(-h)` is evaluated as
     :math:`\exp(\log\sigma(-h))`.
     """
-    xp = _checks.namespace_of(
+    xp, batch = _checks.paired_batch(
         policy_chosen_logps=policy_chosen_logps,
         policy_rejected_logps=policy_rejected_logps,
         reference_chosen_logps=reference_chosen_logps,
         reference_rejected_logps=reference_rejected_logps,
     )
-    _checks.float_vector(policy_chosen_logps, "policy_chosen_logps", xp)
-    batch = policy_chosen_logps.shape[0]
-    dtype = policy_chosen_logps.dtype
-    for x, name in (
-        (policy_rejected_logps, "policy_rejected_logps"),
-        (reference_chosen_logps, "reference_chosen_logps"),
-        (reference_rejected_logps, "reference_rejected_logps"),
-    ):
-        _checks.float_vector(x, name, xp, length=batch)
-        _checks.same_dtype(x, name, dtype, "policy_chosen_logps")
-    beta = _checks.scalar(beta, "beta", positive=True)
+    beta = _checks.loss_weights(beta, 1.0, 1.0, policy_chosen_logps.dtype)[0]
 
     chosen_logratios = policy_chosen_logps - reference_chosen_logps
     rejected_logratios = policy_rejected_logps - reference_rejected_logps
+    _checks.bounded_product(beta, chosen_logratios - rejected_logratios, xp, "beta")
     h = beta * (chosen_logratios - rejected_logratios)
 
     # forward: l_i = -log sigmoid(h_i)
@@ -206,10 +197,8 @@ def sft_loss(policy_logps: Any, desirable: Any) -> SFTLoss:
               \qquad 0 \;(i \notin D).
     """
     xp = _checks.namespace_of(policy_logps=policy_logps, desirable=desirable)
-    _checks.float_vector(policy_logps, "policy_logps", xp)
-    batch = policy_logps.shape[0]
+    batch = _checks.float_vector(policy_logps, "policy_logps", xp).shape[0]
     _checks.bool_vector(desirable, "desirable", xp, length=batch)
-    dtype = policy_logps.dtype
     num_desirable = int(xp.sum(xp.astype(desirable, xp.int64)))
     if num_desirable == 0:
         raise ValueError(
@@ -224,7 +213,7 @@ def sft_loss(policy_logps: Any, desirable: Any) -> SFTLoss:
     loss = xp.sum(losses) / num_desirable
 
     # backward: dL/d policy_logps_i = -1/n_D on D, 0 elsewhere
-    grad = xp.where(desirable, xp.asarray(-1.0 / num_desirable, dtype=dtype), zero)
+    grad = xp.where(desirable, xp.asarray(-1.0 / num_desirable, dtype=policy_logps.dtype), zero)
 
     return SFTLoss(loss=loss, losses=losses, grad_policy_logps=grad)
 
@@ -288,26 +277,14 @@ def apo_zero_unpaired_loss(
     computed as :math:`\exp(\log\sigma(u) + \log\sigma(-u))`, and
     ``d r_i / d policy_logps_i = 1``.
     """
-    xp = _checks.namespace_of(
-        policy_logps=policy_logps, reference_logps=reference_logps, desirable=desirable
-    )
-    _checks.float_vector(policy_logps, "policy_logps", xp)
-    batch = policy_logps.shape[0]
-    _checks.float_vector(reference_logps, "reference_logps", xp, length=batch)
-    _checks.bool_vector(desirable, "desirable", xp, length=batch)
+    xp, batch = _checks.unpaired_batch(policy_logps, reference_logps, desirable)
     dtype = policy_logps.dtype
-    _checks.same_dtype(reference_logps, "reference_logps", dtype, "policy_logps")
-    beta = _checks.scalar(beta, "beta", positive=True)
-    desirable_weight = _checks.scalar(desirable_weight, "desirable_weight", nonnegative=True)
-    undesirable_weight = _checks.scalar(undesirable_weight, "undesirable_weight", nonnegative=True)
+    beta, w_d, w_u = _checks.loss_weights(beta, desirable_weight, undesirable_weight, dtype)
 
     sign = xp.where(desirable, xp.asarray(1.0, dtype=dtype), xp.asarray(-1.0, dtype=dtype))
-    weight = xp.where(
-        desirable,
-        xp.asarray(desirable_weight, dtype=dtype),
-        xp.asarray(undesirable_weight, dtype=dtype),
-    )
+    weight = xp.where(desirable, xp.asarray(w_d, dtype=dtype), xp.asarray(w_u, dtype=dtype))
     logratios = policy_logps - reference_logps
+    _checks.bounded_product(beta, logratios, xp, "beta")
     u = beta * logratios
 
     # forward: l_i = lambda_i * sigmoid(-s_i u_i)  (1 - sigmoid(u) if desirable, sigmoid(u) if not)

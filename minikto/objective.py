@@ -59,7 +59,7 @@ class ObjectiveResult:
     """What :func:`kto_objective` returns."""
 
     loss: Any  #: 0-d loss
-    grads: dict[str, Any]  #: gradient per parameter (same keys and shapes as policy.params)
+    grads: dict[str, Any] | None  #: gradient per parameter (as policy.params); None: no backward
     z0: Any  #: 0-d reference point used
     kto: KTOLoss  #: per-example losses, rewards and gradients
     policy_logps: Any  #: (B,) matched-pair log-probs of the policy
@@ -91,6 +91,7 @@ def kto_objective(
     kl_reference_logps: Any = None,
     max_length: int | None = None,
     fixed_z0: Any = None,
+    backward: bool = True,
 ) -> ObjectiveResult:
     """KTO loss of one batch and its gradient for every parameter of ``policy``.
 
@@ -112,10 +113,15 @@ def kto_objective(
     kl_reference_logps : array (B,), optional
         Precomputed reference log-probs of the mismatched pairs (batch modes).
     max_length : int, optional
-        T of the response space for ``"exact"`` (default: ``responses.shape[1]``).
+        T, the most tokens a response may hold: a response with a token past T is refused
+        (it lies outside the response space); also the T of ``"exact"`` (default:
+        ``responses.shape[1]``).
     fixed_z0 : 0-d array or float, optional
         For the detached modes only: use this value instead of re-estimating z0. Finite
         differences of a detached objective hold z0 fixed (see :class:`FlatObjective`).
+    backward : bool
+        False: the loss only (``grads`` is None), without the backward pass and without
+        keeping the forward pass's probabilities (what finite differences need).
 
     Returns
     -------
@@ -125,8 +131,14 @@ def kto_objective(
     xp = policy.xp
     mode = validate_z0_mode(z0)
     desirable = _labels(desirable, xp)
-    policy_logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
+    if backward:
+        policy_logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
+    else:
+        policy_logps, cache = policy.sequence_logps(prompts, responses), None
     batch = policy_logps.shape[0]
+    if max_length is not None:
+        checked = cache.batch if cache is not None else policy._batch(prompts, responses)
+        _longest_within(checked, _checks.positive_int(max_length, "max_length"), xp)
     if reference_logps is None:
         reference_logps = reference.sequence_logps(prompts, responses)
 
@@ -136,8 +148,8 @@ def kto_objective(
         z0_value = xp.asarray(fixed_z0, dtype=policy.dtype)
     elif mode in ("batch", "batch-grad"):
         idx = mismatched_indices(batch, xp)
-        kl_responses = xp.take(policy._check_batch(prompts, responses)[1], idx, axis=0)
-        wants_grad = mode == "batch-grad"
+        kl_responses = xp.take(policy._checked_batch(prompts, responses)[1], idx, axis=0)
+        wants_grad = mode == "batch-grad" and backward
         kl_out = policy.sequence_logps(prompts, kl_responses, return_cache=wants_grad)
         kl_policy_logps, kl_cache = kl_out if wants_grad else (kl_out, None)
         if kl_reference_logps is None:
@@ -164,7 +176,11 @@ def kto_objective(
         desirable_weight=desirable_weight,
         undesirable_weight=undesirable_weight,
     )
-    grads = policy.sequence_logps_backward(prompts, responses, out.grad_policy_logps, cache=cache)
+    grads = None
+    if backward:
+        grads = policy.sequence_logps_backward(
+            prompts, responses, out.grad_policy_logps, cache=cache
+        )
     if kl_grad_pieces is not None:
         kl_responses, kl_cache, dz0_dkl = kl_grad_pieces
         kl_grads = policy.sequence_logps_backward(
@@ -228,8 +244,9 @@ class FlatObjective:
         self._last: tuple[bytes, ObjectiveResult] | None = None
         mode = validate_z0_mode(loss_kwargs.get("z0", "batch"))
         if freeze_z0 and mode in ("batch", "exact"):
+            # z0 is detached: the evaluation that estimates it at x0 is also the evaluation
+            # with z0 held at that value, so it stays cached for the first call at x0
             self.fixed_z0 = self._evaluate(self.x0).z0
-            self._last = None
 
     def _evaluate(self, theta: np.ndarray) -> ObjectiveResult:
         theta = np.asarray(theta, dtype=np.float64)
@@ -249,8 +266,21 @@ class FlatObjective:
         return result
 
     def value(self, theta: np.ndarray) -> float:
-        """The loss at ``theta`` (a float)."""
-        return float(to_numpy(self._evaluate(theta).loss))
+        """The loss at ``theta`` (a float); without a backward pass unless it is at hand."""
+        theta = np.asarray(theta, dtype=np.float64)
+        if self._last is not None and self._last[0] == theta.tobytes():
+            return float(to_numpy(self._last[1].loss))
+        self.policy.set_flat(theta)
+        result = kto_objective(
+            self.policy,
+            self.reference,
+            *self.batch,
+            reference_logps=self.reference_logps,
+            fixed_z0=self.fixed_z0,
+            backward=False,
+            **self.loss_kwargs,
+        )
+        return float(to_numpy(result.loss))
 
     def gradient(self, theta: np.ndarray) -> np.ndarray:
         """The hand-derived gradient at ``theta``, a float64 vector like ``theta``."""
@@ -280,6 +310,19 @@ def check_policy_pair(policy: Any, reference: Any) -> None:
             f"{_dtype_name(policy.dtype)}); got ({reference.backend}, "
             f"{_dtype_name(reference.dtype)})"
         )
+
+
+def _longest_within(batch: Any, max_length: int, xp: Any) -> None:
+    """Refuse a batch with a real token at a position >= max_length (padding may go on)."""
+    rows, length = batch.shape
+    if length > max_length:
+        beyond = xp.reshape(batch.mask, (rows, length))[:, max_length:] > 0
+        if bool(xp.any(beyond)):
+            row = int(xp.argmax(xp.astype(xp.any(beyond, axis=1), xp.int8)))
+            raise ValueError(
+                f"responses: expected at most max_length = {max_length} tokens per response; "
+                f"row {row} has a token at position {max_length} or later"
+            )
 
 
 def _dtype_name(dtype: Any) -> str:

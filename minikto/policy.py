@@ -33,20 +33,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .backend import (
-    array_namespace,
-    column_sums,
-    get_namespace,
-    is_numpy,
-    log_softmax,
-    log_softmax_at,
-    resolve_dtype,
-    rows_per_chunk,
-    softmax,
-    softmax_grad,
-    to_numpy,
-)
-from .features import DenseFeatures, OneHotFeatures
+from . import _checks, _token_checks
+from .backend import get_namespace, log_softmax, resolve_dtype, softmax, to_numpy
+from .fast import blocks
+from .features import make_features
 
 __all__ = ["SoftmaxPolicy"]
 
@@ -78,7 +68,7 @@ class SoftmaxPolicy:
     ----------
     params : dict[str, array]
         The live parameter arrays (``xp`` arrays); an optimizer updates them in place of
-        the dict entries.
+        the dict entries. A frozen copy (see :meth:`copy`) refuses such updates.
     xp : module
         The array namespace.
     """
@@ -95,33 +85,17 @@ class SoftmaxPolicy:
         eos_token: int | None = None,
         init_std: float = 0.5,
     ) -> None:
-        self.vocab_size = _positive_int(vocab_size, "vocab_size")
-        self.num_prompts = _positive_int(num_prompts, "num_prompts")
-        if eos_token is not None:
-            if isinstance(eos_token, bool) or not isinstance(eos_token, (int, np.integer)):
-                raise TypeError(f"eos_token: expected an int or None; got {eos_token!r}")
-            if not 0 <= eos_token < vocab_size:
-                raise ValueError(f"eos_token: expected an id in [0, {vocab_size}); got {eos_token}")
-            eos_token = int(eos_token)
-        self.eos_token = eos_token
-        self.seed = _seed(seed, "seed")
+        self.vocab_size = _checks.positive_int(vocab_size, "vocab_size")
+        self.num_prompts = _checks.positive_int(num_prompts, "num_prompts")
+        self.eos_token = _checks.token_or_none(eos_token, "eos_token", self.vocab_size)
+        self.seed = _checks.seed(seed, "seed")
         self.xp = get_namespace(backend)  # refuses what is not a backend, naming the argument
         self.backend = backend if isinstance(backend, str) else backend.__name__
-        init_std = _finite_nonnegative(init_std, "init_std")
+        init_std = _checks.finite_nonnegative(init_std, "init_std")
         self.dtype = resolve_dtype(self.xp, dtype)
         self.frozen = False
         rng = np.random.default_rng(seed)
-        if isinstance(features, str) and features == "onehot":
-            self.features: OneHotFeatures | DenseFeatures = OneHotFeatures(
-                self.vocab_size, self.num_prompts, init_std
-            )
-        elif isinstance(features, (int, np.integer)) and not isinstance(features, bool):
-            width = _positive_int(int(features), "features")
-            self.features = DenseFeatures(self.vocab_size, self.num_prompts, width, init_std, rng)
-        else:
-            raise ValueError(
-                f"features: expected 'onehot' or a positive int width; got {features!r}"
-            )
+        self.features = make_features(features, self.vocab_size, self.num_prompts, init_std, rng)
         init = self.features.init_params(rng)
         init["bias"] = np.zeros(self.vocab_size)
         self.params = {k: self.xp.asarray(v, dtype=self.dtype) for k, v in init.items()}
@@ -162,8 +136,8 @@ class SoftmaxPolicy:
 
     def next_token_logits(self, prompts: Any, states: Any) -> Any:
         """Logits (N, V) for N (prompt, state) pairs; a state is a token id or ``V`` (BOS)."""
-        prompts = self._ids(prompts, "prompts", self.num_prompts, ndim=1)
-        states = self._ids(states, "states", self.vocab_size + 1, ndim=1)
+        prompts = self._ids(prompts, "prompts", self.num_prompts)
+        states = self._ids(states, "states", self.vocab_size + 1)
         if prompts.shape != states.shape:
             raise ValueError(
                 f"states: expected shape {tuple(prompts.shape)} like prompts; "
@@ -193,9 +167,9 @@ class SoftmaxPolicy:
         prompts : int array, shape (B,)
         responses : int array, shape (B, T), padded with -1 after each response's end
         return_cache : bool
-            Also return what the backward pass needs (the token probabilities, and the
-            flattened batch with its hidden vectors), so that
-            :meth:`sequence_logps_backward` does not recompute the forward pass.
+            Also return what the backward pass needs (the token probabilities and the
+            checked, flattened batch), so that :meth:`sequence_logps_backward` does not
+            recompute the forward pass.
 
         Returns
         -------
@@ -203,22 +177,21 @@ class SoftmaxPolicy:
 
         Notes
         -----
-        With N = B*T flattened positions, the logits of a block of positions are computed,
-        turned into the target log-probabilities by :func:`~minikto.backend.log_softmax_at`
-        and dropped before the next block: no (N, V) array is kept unless the cache asks
-        for the probabilities.
+        With N = B*T flattened positions: the logits (N, V), their log-softmax, the entry
+        of each position's target token, zero at padding, summed over T. A batch whose
+        (N, V) work exceeds a memory budget takes the block-wise form of the same pass in
+        :mod:`minikto.fast.blocks` (optional reading).
         """
-        xp = self.xp
         batch = self._batch(prompts, responses)
-        token_logp, probs, context = self._forward(batch, keep_probs=return_cache)
-        if batch.mask is not None:
-            token_logp = token_logp * batch.mask
-        rows, length = batch.shape
-        out = token_logp  # T = 1: one token per response
-        if length > 1:
-            out = xp.sum(xp.reshape(token_logp, (rows, length)), axis=1)
+        if blocks.wanted(self.xp, batch.positions, self._row_bytes):  # a large batch
+            return blocks.sequence_logps(self, batch, return_cache, (prompts, responses))
+        xp = self.xp
+        logits = self._logits(batch.prompts, batch.states)  # (N, V)
+        logp = log_softmax(logits, axis=-1)  # (N, V)
+        target_logp = xp.take_along_axis(logp, batch.targets[:, None], axis=1)[:, 0]  # (N,)
+        out = xp.sum(xp.reshape(target_logp * batch.mask, batch.shape), axis=1)  # sum over T
         if return_cache:
-            return out, _Cache(batch, probs, context, source=(prompts, responses))
+            return out, _Cache(batch, xp.exp(logp), source=(prompts, responses))
         return out
 
     def sequence_logps_backward(
@@ -246,156 +219,57 @@ class SoftmaxPolicy:
         -----
         ``d logits[b, t] = grad_logps[b] * mask[b, t] * (onehot(y_bt) - softmax(logits[b, t]))``
         (see the module docstring), then the feature map's backward and
-        ``d bias = sum_{b,t} d logits[b, t]``. Both are sums over positions, so they are
-        accumulated block of positions by block of positions.
+        ``d bias = sum_{b,t} d logits[b, t]`` (the bias is added at every position). A large
+        batch takes the block-wise form in :mod:`minikto.fast.blocks`.
         """
-        xp = self.xp
-        if cache is not None and cache.serves(prompts, responses):
-            batch = cache.batch  # the very arrays of the forward pass: checked there
-        else:
-            batch = self._batch(prompts, responses)
-        rows, length = batch.shape
-        if not hasattr(grad_logps, "shape") or tuple(grad_logps.shape) != (rows,):
-            raise ValueError(
-                f"grad_logps: expected shape ({rows},); "
-                f"got {getattr(grad_logps, 'shape', grad_logps)!r}"
-            )
-        if array_namespace(grad_logps) is not xp:
-            raise TypeError(
-                f"grad_logps: expected an array of the policy's backend ({self.backend}); "
-                f"got {type(grad_logps).__module__}.{type(grad_logps).__name__}"
-            )
-        if not bool(xp.all(xp.isfinite(grad_logps))):
-            bad = int(xp.sum(xp.astype(~xp.isfinite(grad_logps), xp.int64)))
-            raise ValueError(f"grad_logps: expected finite values; got {bad} that are not")
-        n = rows * length
+        xp, batch = self.xp, self._batch_of(prompts, responses, cache)
+        grad_logps = _token_checks.upstream_gradient(grad_logps, self, batch.rows)
+        if blocks.wanted(xp, batch.positions, self._row_bytes):  # a large batch
+            return blocks.sequence_logps_backward(self, batch, grad_logps, cache)
         if cache is not None:
-            if tuple(cache.probs.shape) != (n, self.vocab_size):
-                raise ValueError(
-                    f"cache: expected the cache of this batch, probs of shape "
-                    f"({n}, {self.vocab_size}); got {tuple(cache.probs.shape)}"
-                )
-            probs = cache.probs
-            context = cache.context if cache.batch is batch else None
+            probs = _token_checks.cache_probs(cache, batch.positions, self.vocab_size)  # (N, V)
         else:
-            _, probs, context = self._forward(batch, keep_probs=True)
-        if context is None:
-            context = self.features.context(xp, self.params, batch.prompts, batch.states)
-        weight = (  # (N,): g_b at every position of response b, 0 at padding
-            xp.reshape(
-                xp.broadcast_to(xp.astype(grad_logps, self.dtype)[:, None], (rows, length)), (-1,)
-            )
+            probs = softmax(self._logits(batch.prompts, batch.states), axis=-1)  # (N, V)
+        weight = (  # (N,): g_b at every real token of response b, 0 at padding
+            xp.reshape(grad_logps[:, None] * xp.reshape(batch.mask, batch.shape), (-1,))
         )
-        if batch.mask is not None:
-            weight = weight * batch.mask
-
-        # d logits = weight * (onehot(y) - p) for a block of positions at a time; the feature
-        # map's backward and the bias (a sum over positions) add up the blocks' contributions.
-        step = self._rows_per_block(n, backward=True)
-        buffer = None if step >= n else xp.empty((step, self.vocab_size), dtype=self.dtype)
-        grads: dict[str, Any] = {}
-        bias = None
-        for start in range(0, n, step):
-            block = slice(start, min(start + step, n))
-            out = None if buffer is None else buffer[: block.stop - block.start, :]
-            grad_logits = softmax_grad(
-                probs[block, :], batch.targets[block], weight[block], out=out
-            )
-            part = self.features.backward_rows(xp, self.params, grad_logits, context, block)
-            for name, value in part.items():  # first block: take it; then add in place
-                if name in grads:
-                    grads[name] += value
-                else:
-                    grads[name] = value
-            block_bias = column_sums(grad_logits)  # d bias = sum of d logits over positions
-            if bias is None:
-                bias = block_bias
-            else:
-                bias += block_bias
-        grads["bias"] = bias
+        vocab = xp.arange(self.vocab_size, dtype=batch.targets.dtype)
+        onehot = xp.astype(batch.targets[:, None] == vocab[None, :], self.dtype)  # (N, V)
+        grad_logits = weight[:, None] * (onehot - probs)  # (N, V)
+        grads = self.features.backward(xp, self.params, grad_logits, batch.prompts, batch.states)
+        grads["bias"] = xp.sum(grad_logits, axis=0)  # the bias is added at every position
         return grads
 
-    def _forward(self, batch: _Batch, *, keep_probs: bool) -> tuple[Any, Any, Any]:
-        """Target log-probs (N,), the probabilities (N, V) when ``keep_probs``, the context.
+    # -- the helpers of the two passes ---------------------------------------------------
 
-        The N positions are processed in blocks of :meth:`_rows_per_block` rows: logits of
-        the block (feature map + bias), then :func:`~minikto.backend.log_softmax_at`, in
-        place. With the probabilities kept, each block is computed directly inside the
-        (N, V) array that the cache will hold; otherwise one block-sized buffer serves
-        every block.
-        """
-        xp = self.xp
-        n = batch.targets.shape[0]
-        context = self.features.context(xp, self.params, batch.prompts, batch.states)
-        bias = self.params["bias"]
-        step = self._rows_per_block(n)
-        if step >= n:  # one block: small batches, GPUs and the portable path
-            logits = self.features.logits_rows(xp, self.params, context, slice(0, n))
-            logits += bias
-            picked, probs = log_softmax_at(
-                logits, batch.targets, return_probs=keep_probs, overwrite=True
-            )
-            return picked, probs, context
-        probs = xp.empty((n, self.vocab_size), dtype=self.dtype) if keep_probs else None
-        buffer = None if keep_probs else xp.empty((step, self.vocab_size), dtype=self.dtype)
-        pieces = []
-        for start in range(0, n, step):
-            block = slice(start, min(start + step, n))
-            out = probs[block, :] if keep_probs else buffer[: block.stop - block.start, :]
-            logits = self.features.logits_rows(xp, self.params, context, block, out=out)
-            logits += bias
-            picked, block_probs = log_softmax_at(
-                logits, batch.targets[block], return_probs=keep_probs, overwrite=True
-            )
-            if keep_probs and block_probs is not out:
-                probs[block, :] = block_probs
-            pieces.append(picked)
-        return xp.concat(pieces), probs, context
+    @property
+    def _row_bytes(self) -> int:
+        """The bytes of one row of V logits."""
+        return self.vocab_size * (4 if self.dtype == self.xp.float32 else 8)
 
-    def _rows_per_block(self, n: int, *, backward: bool = False) -> int:
-        """Positions per block: all of them unless the backend asks for cache-sized blocks.
-
-        The backward pass takes blocks up to four times larger (each block adds one
-        ``h.T @ G`` product into the gradient: fewer, larger products), but never more than
-        half of the positions: a block buffer as large as the (N, V) cache cannot be
-        recycled by the allocator and is mapped afresh, page by page, at every step.
-        """
-        itemsize = 4 if self.dtype == self.xp.float32 else 8
-        step = rows_per_chunk(self.xp, self.vocab_size * itemsize)
-        if step is None:
-            return n
-        return max(step, min(4 * step, n // 2)) if backward else step
+    def _batch_of(self, prompts: Any, responses: Any, cache: Any) -> _Batch:
+        """The cache's checked batch when called with the forward pass's very arrays."""
+        if cache is not None and cache.serves(prompts, responses):
+            return cache.batch
+        return self._batch(prompts, responses)
 
     def _batch(self, prompts: Any, responses: Any) -> _Batch:
         """Check a batch and flatten it to N = B*T positions (see :class:`_Batch`)."""
         xp = self.xp
         prompts, responses, padded = self._checked_batch(prompts, responses)
-        batch, length = responses.shape
-        targets = responses
+        rows, length = responses.shape
+        targets = responses  # padding -> token 0, masked out below
         if padded:
             targets = xp.where(responses >= 0, responses, xp.zeros_like(responses))
-        states = xp.full((batch, 1), self.bos_state, dtype=responses.dtype)
-        if length > 1:
-            states = xp.concat([states, targets[:, :-1]], axis=1)
-        flat_prompts = prompts
-        if length > 1:
-            flat_prompts = xp.reshape(xp.broadcast_to(prompts[:, None], (batch, length)), (-1,))
-        mask = xp.astype(xp.reshape(responses >= 0, (-1,)), self.dtype) if padded else None
+        bos = xp.full((rows, 1), self.bos_state, dtype=responses.dtype)
+        states = xp.concat([bos, targets[:, :-1]], axis=1) if length > 1 else bos
         return _Batch(
-            prompts=flat_prompts,
+            prompts=xp.reshape(xp.broadcast_to(prompts[:, None], (rows, length)), (-1,)),
             states=xp.reshape(states, (-1,)),
             targets=xp.reshape(targets, (-1,)),
-            mask=mask,
-            shape=(batch, length),
+            mask=xp.astype(xp.reshape(responses >= 0, (-1,)), self.dtype),
+            shape=(rows, length),
         )
-
-    def _flatten(self, prompts: Any, responses: Any) -> tuple[Any, Any, Any, Any]:
-        """Flat (B*T,) prompt ids, previous-token states, targets (padding -> 0) and mask."""
-        batch = self._batch(prompts, responses)
-        mask = batch.mask
-        if mask is None:
-            mask = self.xp.ones(batch.targets.shape, dtype=self.dtype)
-        return batch.prompts, batch.states, batch.targets, mask
 
     # --------------------------------------------------------------------------------------
     # Sampling, copies, flat parameter vectors
@@ -416,10 +290,10 @@ class SoftmaxPolicy:
         int array, shape (B, T): -1 after an end token.
         """
         xp = self.xp
-        prompts = self._ids(prompts, "prompts", self.num_prompts, ndim=1)
-        length = _positive_int(length, "length")
+        prompts = self._ids(prompts, "prompts", self.num_prompts)
+        length = _checks.positive_int(length, "length")
         uniforms = xp.asarray(
-            np.random.default_rng(_seed(seed, "seed")).random((length, prompts.shape[0])),
+            np.random.default_rng(_checks.seed(seed, "seed")).random((length, prompts.shape[0])),
             dtype=self.dtype,
         )
         state = xp.full(prompts.shape, self.bos_state, dtype=prompts.dtype)
@@ -436,23 +310,41 @@ class SoftmaxPolicy:
         return xp.stack(columns, axis=1)
 
     def copy(self, *, frozen: bool = True) -> SoftmaxPolicy:
-        """An independent copy (by default frozen: optimizers refuse to update it)."""
+        """An independent copy; by default frozen, to serve as a reference policy.
+
+        A frozen copy's :attr:`params` refuse new entries (so an optimizer's ``step`` on them
+        raises) and, on NumPy, its arrays are read-only. ``copy(frozen=False)`` gives a
+        trainable copy (of a frozen policy too).
+        """
         new = object.__new__(SoftmaxPolicy)
         new.__dict__.update(self.__dict__)
-        new.params = {k: self.xp.asarray(v, copy=True) for k, v in self.params.items()}
         new.frozen = frozen
+        new._set_params({k: self.xp.asarray(v, copy=True) for k, v in self.params.items()})
         return new
 
     def to(self, backend: str, dtype: str | None = None) -> SoftmaxPolicy:
-        """A copy on another backend (and optionally dtype), with equal parameter values."""
+        """A copy on another backend (and optionally dtype), with equal parameter values.
+
+        Without ``dtype`` the copy keeps this policy's dtype; it is frozen when this one is.
+        """
         new = self.copy(frozen=self.frozen)
-        new.backend = backend
         new.xp = get_namespace(backend)
-        new.dtype = resolve_dtype(new.xp, dtype or str(self.dtype).rsplit(".", 1)[-1])
-        new.params = {
-            k: new.xp.asarray(to_numpy(v), dtype=new.dtype) for k, v in self.params.items()
-        }
+        new.backend = backend if isinstance(backend, str) else backend.__name__
+        new.dtype = resolve_dtype(new.xp, dtype or self.dtype_name)
+        new._set_params(
+            {k: new.xp.asarray(to_numpy(v), dtype=new.dtype) for k, v in self.params.items()}
+        )
         return new
+
+    def _set_params(self, params: dict[str, Any]) -> None:
+        """Install ``params``; a frozen policy gets them read-only (see :meth:`copy`)."""
+        if not self.frozen:
+            self.params = params
+            return
+        for value in params.values():
+            if isinstance(value, np.ndarray):  # other backends have no read-only flag
+                value.flags.writeable = False
+        self.params = FrozenParams(params)
 
     def param_slices(self) -> dict[str, slice]:
         """Where each parameter block lies in the flat vector of :meth:`get_flat`."""
@@ -474,101 +366,29 @@ class SoftmaxPolicy:
         theta = np.asarray(theta, dtype=np.float64)
         if theta.shape != (self.num_parameters,):
             raise ValueError(f"theta: expected shape ({self.num_parameters},); got {theta.shape}")
-        for name, sl in self.param_slices().items():
-            shape = self.params[name].shape
-            self.params[name] = self.xp.asarray(theta[sl].reshape(shape), dtype=self.dtype)
+        self._set_params({
+            name: self.xp.asarray(theta[sl].reshape(self.params[name].shape), dtype=self.dtype)
+            for name, sl in self.param_slices().items()
+        })
 
     def flatten_grads(self, grads: dict[str, Any]) -> np.ndarray:
         """A gradient dict as one float64 NumPy vector, laid out as :meth:`get_flat`."""
         return np.concatenate([to_numpy(grads[k]).astype(np.float64).ravel() for k in self.params])
 
     # --------------------------------------------------------------------------------------
-    # Validation
+    # Validation (written once in :mod:`minikto._token_checks`)
 
-    def _ids(self, ids: Any, name: str, upper: int, *, ndim: int) -> Any:
-        return self._ids_and_min(ids, name, upper, ndim=ndim)[0]
-
-    def _ids_and_min(self, ids: Any, name: str, upper: int, *, ndim: int) -> tuple[Any, int]:
-        """Checked int64 ids of the backend, and their smallest value (-1: padding)."""
-        xp = self.xp
-        native = type(ids) is np.ndarray and is_numpy(xp)  # already an array of the backend
-        if native:
-            pass
-        elif isinstance(ids, (list, tuple, np.ndarray, np.generic)):
-            ids = xp.asarray(np.asarray(ids))
-        elif not hasattr(ids, "dtype"):
-            raise TypeError(f"{name}: expected an integer array; got {type(ids).__name__}")
-        elif array_namespace(ids) is not xp:
-            raise TypeError(
-                f"{name}: expected an array of the policy's backend ({self.backend}); "
-                f"got {type(ids).__module__}.{type(ids).__name__}"
-            )
-        if ids.ndim != ndim:
-            raise ValueError(f"{name}: expected a {ndim}-d array; got shape {tuple(ids.shape)}")
-        if ids.shape[0] == 0:
-            raise ValueError(f"{name}: expected a non-empty batch; got shape {tuple(ids.shape)}")
-        if any(size == 0 for size in ids.shape):  # (B, 0): no ids to check; refused later
-            return ids, 0
-        integral = ids.dtype.kind in "iu" if native else xp.isdtype(ids.dtype, "integral")
-        if not integral:
-            raise TypeError(f"{name}: expected integer ids; got dtype {ids.dtype}")
-        if ids.dtype != xp.int64:
-            ids = xp.astype(ids, xp.int64)
-            native = False
-        low, high = (-1 if name == "responses" else 0), upper
-        if native:  # the same reductions, without the namespace's wrappers
-            smallest, largest = int(ids.min()), int(ids.max())
-        else:
-            smallest, largest = int(xp.min(ids)), int(xp.max(ids))
-        if smallest < low or largest >= high:
-            bad = smallest if smallest < low else largest
-            extra = " (or -1 for padding)" if name == "responses" else ""
-            raise ValueError(f"{name}: expected ids in [0, {high}){extra}; got {bad}")
-        return ids, smallest
-
-    def _check_batch(self, prompts: Any, responses: Any) -> tuple[Any, Any]:
-        """The checked (B,) prompts and (B, T) responses as int64 arrays of the backend."""
-        prompts, responses, _ = self._checked_batch(prompts, responses)
-        return prompts, responses
+    def _ids(self, ids: Any, name: str, upper: int) -> Any:
+        """Checked (N,) int64 ids of the backend in ``[0, upper)``."""
+        return _token_checks.token_ids(ids, name, self.xp, self.backend, upper, ndim=1)[0]
 
     def _checked_batch(self, prompts: Any, responses: Any) -> tuple[Any, Any, bool]:
-        """As :meth:`_check_batch`, and whether any response is padded."""
-        xp = self.xp
-        prompts = self._ids(prompts, "prompts", self.num_prompts, ndim=1)
-        responses, smallest = self._ids_and_min(responses, "responses", self.vocab_size, ndim=2)
-        padded = smallest < 0
-        if responses.shape[0] != prompts.shape[0]:
-            raise ValueError(
-                f"responses: expected {prompts.shape[0]} rows, one per prompt; "
-                f"got shape {tuple(responses.shape)}"
-            )
-        if responses.shape[1] == 0:
-            raise ValueError("responses: expected at least one position (T >= 1); got T = 0")
-        if self.eos_token is None and not padded:
-            return prompts, responses, padded  # no padding, no end token: nothing to check
-        pad = responses < 0
-        if bool(xp.any(pad[:, 0])):
-            row = int(xp.argmax(xp.astype(pad[:, 0], xp.int8)))
-            raise ValueError(
-                f"responses: expected at least one token per response; row {row} is empty"
-            )
-        bad = pad[:, :-1] & ~pad[:, 1:]
-        if bool(xp.any(bad)):
-            row = int(xp.argmax(xp.astype(xp.any(bad, axis=1), xp.int8)))
-            raise ValueError(
-                f"responses: expected -1 padding only after the last token; row {row} has a "
-                "token after padding"
-            )
-        if self.eos_token is not None:
-            is_eos = xp.astype(responses == self.eos_token, xp.int64)
-            after = (xp.cumulative_sum(is_eos, axis=1) - is_eos) > 0
-            if bool(xp.any(after & ~pad)):
-                row = int(xp.argmax(xp.astype(xp.any(after & ~pad, axis=1), xp.int8)))
-                raise ValueError(
-                    f"responses: expected nothing but -1 after the end token {self.eos_token}; "
-                    f"row {row} continues after it"
-                )
-        return prompts, responses, padded
+        """The checked (B,) prompts and (B, T) responses (int64 of the backend), and whether
+        any response is padded."""
+        return _token_checks.token_batch(
+            prompts, responses, self.xp, self.backend, num_prompts=self.num_prompts,
+            vocab_size=self.vocab_size, eos_token=self.eos_token,
+        )
 
 
 class _Batch(NamedTuple):
@@ -577,19 +397,29 @@ class _Batch(NamedTuple):
     prompts: Any  #: (N,) the prompt id of each position
     states: Any  #: (N,) the previous token, or BOS = V at t = 0
     targets: Any  #: (N,) the token to score (0 at padding)
-    mask: Any  #: (N,) 1.0 at real tokens, 0.0 at padding; None when nothing is padded
+    mask: Any  #: (N,) 1.0 at real tokens, 0.0 at padding
     shape: tuple[int, int]  #: (B, T)
+
+    @property
+    def rows(self) -> int:
+        """B, the number of responses."""
+        return self.shape[0]
+
+    @property
+    def positions(self) -> int:
+        """N = B*T."""
+        return self.shape[0] * self.shape[1]
 
 
 class _Cache:
     """What the backward pass reuses from the forward pass.
 
-    The token probabilities (N, V), the flattened batch and the feature map's context (the
-    hidden vectors of the embeddings), and the two arrays the forward pass was called with:
-    a backward pass called with those very arrays skips checking and flattening them again.
+    The token probabilities (N, V), the checked and flattened batch, the two arrays the
+    forward pass was called with (a backward pass called with those very arrays skips
+    checking them again) and, from the block-wise path, the feature map's context.
     """
 
-    def __init__(self, batch: _Batch, probs: Any, context: Any, source: tuple) -> None:
+    def __init__(self, batch: _Batch, probs: Any, source: tuple, *, context: Any = None) -> None:
         self.batch = batch
         self.probs = probs  # (N, V)
         self.context = context
@@ -600,28 +430,16 @@ class _Cache:
         return prompts is self._source[0] and responses is self._source[1]
 
 
-def _seed(value: Any, name: str) -> int | None:
-    """A seed for ``np.random.default_rng``: None or an int >= 0."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise (ValueError if isinstance(value, (int, np.integer)) else TypeError)(
-            f"{name}: expected None or an int >= 0; got {value!r}"
+class FrozenParams(dict):
+    """The parameters of a frozen policy: a dict that refuses new entries."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(
+            "params: expected a trainable policy; got a frozen copy (a reference policy), "
+            "whose parameters are not updated: use policy.copy(frozen=False) to train a copy"
         )
-    return int(value)
 
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
 
-def _finite_nonnegative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a finite number >= 0; got {value!r}")
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0; got {value!r}")
-    return float(value)
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected a positive int; got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name}: expected a positive int; got {value}")
-    return int(value)
+    def __reduce__(self) -> tuple:  # pickle and deepcopy rebuild it whole, not item by item
+        return (FrozenParams, (dict(self),))

@@ -1,10 +1,13 @@
 """The backend shim: stable helpers, namespace resolution, scatter-add."""
 
+from __future__ import annotations
+
 import numpy as np
 import pytest
 from conftest import assert_close
 
 from minikto import backend as B
+from minikto.backend import get_namespace
 
 
 def test_logsumexp_matches_the_naive_formula_on_moderate_inputs(xp):
@@ -68,3 +71,42 @@ def test_to_numpy_returns_equal_numpy_arrays(xp):
     out = B.to_numpy(a)
     assert isinstance(out, np.ndarray)
     np.testing.assert_array_equal(out, [1.0, 2.0])
+
+
+def test_get_namespace_refuses_what_is_not_an_array_library_naming_it():
+    with pytest.raises(TypeError, match="backend: expected a name such as 'numpy'.*; got int"):
+        get_namespace(3)
+    with pytest.raises(ValueError, match="backend: 'json' is not an array API library"):
+        get_namespace("json")
+    with pytest.raises(ValueError, match="backend: expected 'numpy', 'cupy', 'array_api_strict' "
+                                         "or an importable array library; got 'no_such_lib'"):
+        get_namespace("no_such_lib")
+    assert get_namespace(np) is get_namespace("numpy")  # a module is accepted by its name
+
+
+def test_get_namespace_never_imports_a_module_it_does_not_know(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    with pytest.raises(ValueError, match="backend: 'this' is not an array API library minikto "
+                                         "knows; expected one of .*nothing was imported"):
+        B.get_namespace("this")
+    assert "this" not in sys.modules  # the Zen of Python was not printed
+    for name in ("", "os.path", "../x"):
+        with pytest.raises(ValueError, match="backend: "):
+            B.get_namespace(name)
+    assert B.get_namespace(np) is B.get_namespace("numpy")  # a library's module itself
+    with pytest.raises(ValueError, match="backend: 'json' is not an array API library"):
+        B.get_namespace(__import__("json"))
+    with pytest.raises(ValueError, match="is not an array API library"):
+        B.get_namespace(types.ModuleType("fake"))
+
+
+def test_to_numpy_falls_back_to_the_array_protocol_without_dlpack():
+    class OnlyArrayProtocol:  # neither NumPy nor DLPack: what a third library might be
+        def __array__(self, dtype=None, copy=None):
+            return np.arange(3.0)
+
+    np.testing.assert_array_equal(B.to_numpy(OnlyArrayProtocol()), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(B.to_numpy([1, 2]), [1, 2])

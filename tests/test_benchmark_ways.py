@@ -40,3 +40,37 @@ def test_the_torch_autograd_step_computes_the_same_gradient(name):
         got = theirs[k].detach().numpy()
         assert got.shape == tuple(ours[k].shape)
         assert _max_rel_diff(got, to_numpy(ours[k])) <= 1e-4  # float32 on both sides
+
+
+def test_the_table_and_the_targets_read_a_result_of_every_kind():
+    """Synthetic results (no timing): the report must not fail after a long run."""
+    def times(median):
+        return {"median": median, "q1": median, "q3": median, "min": median, "max": median,
+                "n": 3}
+
+    def result(name, memory):
+        size = bench.SIZES[name]
+        out = {"size": bench.asdict(size), "tokens": size.tokens,
+               "time": {"train": times(1.0), "hand": times(0.9), "torch": times(2.5)},
+               "memory": memory}
+        if size.features != "onehot":
+            out["matmul"] = {"gflops": 100.0}
+            out["achieved_gflops"] = {"train": 80.0, "hand": 85.0, "torch": 30.0}
+            out["matmul_fraction"] = {"train": 0.8, "hand": 0.85, "torch": 0.3}
+        return out
+
+    results = [
+        result("tiny", {"tracemalloc_bytes": {"train": 10, "hand": 9}}),
+        result("medium", {"tracemalloc_bytes": {}, "rss_peak_bytes": {"train": 2**20}}),
+        result("large", {"rss_peak_bytes": {"train": 500 * 2**20, "torch": None}}),
+    ]
+    text = bench.table(results, "numpy")
+    assert "large" in text and "peak memory" in text
+    check = {"size": "large", "total_s": 12.0, "passed": True, "met": True}
+    goals = {g["target"]: g["met"] for g in bench.targets(results, check, "numpy")}
+    assert goals["tiny: (a) train step >= 3x torch"] is False  # 2.5x
+    assert goals["large: (b) step by hand >= 2x torch"] is True  # 2.78x
+    assert goals["large: step >= 75% of the measured matmul rate"] is True
+    assert goals["large: peak memory <= 584 MiB"] is True
+    gpu = [result("large", {"pool_peak_bytes": {"train": 2**30, "torch": 2**31}})]
+    assert "GPU pool peak" in bench.table(gpu, "cupy")

@@ -1,9 +1,10 @@
 """The fast paths of a training step compute the same numbers as the plain math.
 
-NumPy (and CuPy) take native bodies in :mod:`minikto.backend` (in-place softmax, no one-hot
-matrix, BLAS sums, scatter by one-hot product or flat ``add.at``) and the policy processes
-large batches in blocks of rows. Each test here pins one of those paths to the portable
-path, which ``array_api_strict`` always takes and the finite-difference tests prove.
+NumPy (and CuPy) take native bodies in :mod:`minikto.fast.kernels` (in-place softmax, no
+one-hot matrix, BLAS sums) and :func:`minikto.backend.scatter_add` (scatter by one-hot product
+or flat ``add.at``), and the policy processes large batches block by block
+(:mod:`minikto.fast.blocks`). Each test here pins one of those paths to the simple path (the
+math, which the finite-difference tests prove) or to the portable body.
 """
 
 import numpy as np
@@ -13,6 +14,8 @@ from conftest import assert_close
 from minikto import SoftmaxPolicy
 from minikto import backend as B
 from minikto.backend import to_numpy
+from minikto.fast import blocks
+from minikto.fast import kernels as K
 from minikto.objective import kto_objective
 
 STRICT = B.get_namespace("array_api_strict")
@@ -23,14 +26,14 @@ def _both(x):
     return np.asarray(x), STRICT.asarray(np.asarray(x))
 
 
-@pytest.mark.parametrize("width", [11, B.SHORT_ROWS + 36])  # both ways to take row maxima
+@pytest.mark.parametrize("width", [11, K.SHORT_ROWS + 36])  # both ways to take row maxima
 def test_log_softmax_at_native_body_equals_the_portable_body(width):
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(7, width)) * 30.0
     targets = rng.integers(0, width, size=7)
     (ln, ls), (tn, ts) = _both(logits), _both(targets)
-    picked_n, probs_n = B.log_softmax_at(ln, tn, return_probs=True)
-    picked_s, probs_s = B.log_softmax_at(ls, ts, return_probs=True)
+    picked_n, probs_n = K.log_softmax_at(ln, tn, return_probs=True)
+    picked_s, probs_s = K.log_softmax_at(ls, ts, return_probs=True)
     assert_close(picked_n, picked_s)
     assert_close(probs_n, probs_s)
     peak = logits.max(1)
@@ -42,7 +45,7 @@ def test_log_softmax_at_native_body_equals_the_portable_body(width):
 def test_log_softmax_at_overwrite_reuses_the_logits_memory_for_the_probabilities():
     logits = np.random.default_rng(1).normal(size=(5, 9))
     expected = B.softmax(logits.copy())
-    _, probs = B.log_softmax_at(
+    _, probs = K.log_softmax_at(
         logits, np.zeros(5, dtype=np.int64), return_probs=True, overwrite=True
     )
     assert probs is logits or np.shares_memory(probs, logits)
@@ -54,20 +57,20 @@ def test_softmax_grad_native_body_equals_the_one_hot_formula():
     probs = B.softmax(rng.normal(size=(6, 5)))
     targets = rng.integers(0, 5, size=6)
     weight = rng.normal(size=6)
-    native = B.softmax_grad(probs, targets, weight)
-    portable = B.softmax_grad(*(_both(a)[1] for a in (probs, targets, weight)))
+    native = K.softmax_grad(probs, targets, weight)
+    portable = K.softmax_grad(*(_both(a)[1] for a in (probs, targets, weight)))
     onehot = np.eye(5)[targets]
     assert_close(native, weight[:, None] * (onehot - probs), rtol=1e-15, atol=1e-16)
     assert_close(portable, native, rtol=1e-15, atol=1e-16)
     out = np.empty_like(probs)
-    assert B.softmax_grad(probs, targets, weight, out=out) is out
+    assert K.softmax_grad(probs, targets, weight, out=out) is out
 
 
 def test_blas_row_and_column_sums_equal_plain_sums():
     x = np.random.default_rng(3).normal(size=(13, 8))
-    assert_close(B.row_sums(x), x.sum(axis=1), rtol=1e-13)
-    assert_close(B.column_sums(x), x.sum(axis=0), rtol=1e-13)
-    assert_close(B.row_sums(STRICT.asarray(x)), x.sum(axis=1), rtol=1e-13)
+    assert_close(K.row_sums(x), x.sum(axis=1), rtol=1e-13)
+    assert_close(K.column_sums(x), x.sum(axis=0), rtol=1e-13)
+    assert_close(K.row_sums(STRICT.asarray(x)), x.sum(axis=1), rtol=1e-13)
 
 
 @pytest.mark.parametrize("num_rows", [5, B.ONEHOT_SCATTER_ROWS + 7])
@@ -88,27 +91,62 @@ def _batch(policy, batch=20, length=5):
     return prompts, responses
 
 
+def _force_blocks(monkeypatch, rows):
+    """Send every batch down the block-wise path, in blocks of ``rows`` positions."""
+    monkeypatch.setattr(blocks, "wanted", lambda xp, positions, row_bytes: True)
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(blocks, "MIN_BLOCK_ROWS", rows)
+
+
 @pytest.mark.parametrize("features", ["onehot", 4])
-def test_blocked_forward_and_backward_equal_the_one_block_pass(features, monkeypatch):
-    policy = SoftmaxPolicy(7, 3, features=features, eos_token=0, seed=3, init_std=1.0)
+@pytest.mark.parametrize("xp_name", ["numpy", "array_api_strict"])
+def test_the_block_wise_path_equals_the_simple_path(features, xp_name, monkeypatch):
+    """float64, several blocks, both backends: the optional fast path is the same math."""
+    policy = SoftmaxPolicy(
+        7, 3, features=features, eos_token=0, seed=3, init_std=1.0, backend=xp_name
+    )
+    xp = policy.xp
     prompts, responses = _batch(policy)
     assert np.any(responses < 0), "the batch should contain padding"
-    g = np.random.default_rng(7).normal(size=prompts.shape[0])
-    whole_logps = policy.sequence_logps(prompts, responses)
-    whole = policy.sequence_logps_backward(prompts, responses, g)
+    prompts, responses = xp.asarray(prompts), xp.asarray(responses)
+    g = xp.asarray(np.random.default_rng(7).normal(size=prompts.shape[0]))
+    simple_logps, simple_cache = policy.sequence_logps(prompts, responses, return_cache=True)
+    simple = policy.sequence_logps_backward(prompts, responses, g, cache=simple_cache)
+    assert simple_cache.context is None  # the simple path keeps no block-wise context
 
-    monkeypatch.setattr(B, "CHUNK_BYTES", 1)
-    monkeypatch.setattr(B, "MIN_CHUNK_ROWS", 8)  # 100 positions: 13 blocks of 8 rows
-    assert policy._rows_per_block(100) == 8
+    _force_blocks(monkeypatch, rows=8)  # 100 positions: 13 blocks forward, 4 backward
+    assert blocks.rows_per_block(xp, 100, policy._row_bytes) == 8
+    assert blocks.rows_per_block(xp, 100, policy._row_bytes, backward=True) == 32
     logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
-    assert_close(logps, whole_logps)
+    assert cache.context is not None
+    assert_close(logps, simple_logps, rtol=1e-12, atol=1e-12)
+    assert_close(policy.sequence_logps(prompts, responses), simple_logps, rtol=1e-12, atol=1e-12)
     for grads in (
         policy.sequence_logps_backward(prompts, responses, g, cache=cache),
         policy.sequence_logps_backward(prompts, responses, g),
+        policy.sequence_logps_backward(prompts[:], responses[:, :], g, cache=cache),  # re-checked
     ):
-        assert set(grads) == set(whole)
-        for k in whole:
-            assert_close(grads[k], whole[k])
+        assert list(grads) == list(simple) == list(policy.params)
+        for k in simple:
+            assert_close(grads[k], simple[k], rtol=1e-12, atol=1e-12)
+
+
+def test_the_dispatch_takes_the_block_wise_path_only_past_the_memory_budget(monkeypatch):
+    numpy, strict = B.get_namespace("numpy"), STRICT
+    budget = blocks.MEMORY_BUDGET_BYTES
+    assert not blocks.wanted(numpy, 1000, budget // 1000)
+    assert blocks.wanted(numpy, 1000, budget // 1000 + 1)
+    assert not blocks.wanted(strict, 10**6, 10**6)  # the portable path stays the math
+    calls = []
+    original = blocks.sequence_logps
+    spy = lambda *a, **k: calls.append(1) or original(*a, **k)  # noqa: E731
+    monkeypatch.setattr(blocks, "sequence_logps", spy)
+    policy = SoftmaxPolicy(5, 2, seed=0)
+    policy.sequence_logps(np.array([0, 1]), np.array([[1, 2], [3, 4]]))
+    assert calls == []
+    monkeypatch.setattr(blocks, "MEMORY_BUDGET_BYTES", 0)
+    policy.sequence_logps(np.array([0, 1]), np.array([[1, 2], [3, 4]]))
+    assert calls == [1]
 
 
 def test_a_cache_is_only_read_so_it_serves_two_backward_passes():

@@ -1,12 +1,38 @@
-"""The KTO loss and the batch estimate of its reference point (KTO_REFERENCE §1-§3, §9)."""
+"""kto_loss, kl_estimate and mismatched_indices: value, gradient, properties, extremes, errors.
+
+The loss and the batch estimate of its reference point (paper §4.1, Eq. 8, Prop. 4.1)."""
+
+from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from cases import (
+    BETAS,
+    DESIRABLE,
+    DTYPES,
+    EPS,
+    EXTREME_BETAS,
+    KINDS,
+    POLICY,
+    RAISE,
+    REFERENCE,
+    WEIGHTS,
+    WIDE,
+    WIDE_BETAS,
+    check,
+    finite_fields,
+    unpaired_batches,
+)
+from conftest import assert_close, count_case, examples
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from scipy.special import expit
 
 from minikto import kl_estimate, kto_loss, mismatched_indices
-from minikto.backend import to_numpy
+from minikto.backend import get_namespace, to_numpy
+from minikto.losses import apo_zero_unpaired_loss
 
 
 def trl_style_kto(policy, reference, desirable, kl, beta, wd, wu):
@@ -144,3 +170,261 @@ def test_mismatched_pairs_rotate_by_one_and_never_pair_an_example_with_itself():
 def test_a_batch_of_one_cannot_estimate_the_reference_point():
     with pytest.raises(ValueError, match="batch_size.*at least 2"):
         mismatched_indices(1)
+
+
+def test_mismatched_indices_refuses_a_batch_size_that_is_not_an_int():
+    for bad in (2.0, True, "4"):
+        with pytest.raises(TypeError, match="batch_size: expected an int"):
+            mismatched_indices(bad)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=examples(14))
+@given(data=st.data(), beta=BETAS, wd=WEIGHTS, wu=WEIGHTS, z0=st.floats(-5.0, 5.0))
+def test_kto_loss_gradient_in_the_log_probs_and_in_z0_agrees_with_finite_differences(
+    kind, data, beta, wd, wu, z0
+):
+    backend, policy, reference, desirable = data.draw(unpaired_batches(kind))
+    xp = get_namespace(backend)
+    ref, lab = xp.asarray(reference), xp.asarray(desirable)
+    kw = dict(beta=beta, desirable_weight=wd, undesirable_weight=wu)
+
+    def fun(x):  # x = (policy_logps..., z0)
+        out = kto_loss(xp.asarray(x[:-1]), ref, lab, float(x[-1]), **kw)
+        return float(out.loss), np.append(to_numpy(out.grad_policy_logps), float(out.grad_z0))
+
+    b = policy.shape[0]
+    check(fun, np.append(policy, z0), {"policy_logps": slice(0, b), "z0": slice(b, b + 1)})
+    count_case("kto_loss")
+
+
+@settings(max_examples=examples(30))
+@given(case=unpaired_batches())
+def test_kl_estimate_gradient_agrees_with_finite_differences_away_from_the_clamp(case):
+    backend, policy, reference, _ = case
+    # at a mean log-ratio of exactly 0 the clamp max(0, mean) has a kink: no derivative there.
+    # A step H moves the mean by at most H, so 1e-4 away from the kink is on one side.
+    assume(abs(np.mean(policy - reference)) > 1e-4)
+    xp = get_namespace(backend)
+    ref = xp.asarray(reference)
+
+    def fun(x):
+        out = kl_estimate(xp.asarray(x), ref)
+        return float(out.z0), to_numpy(out.grad_kl_policy_logps)
+
+    check(fun, policy)
+    count_case("kl_estimate")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=examples(20))
+@given(data=st.data(), beta=WIDE_BETAS, wd=WEIGHTS, wu=WEIGHTS, z0=WIDE)
+def test_each_example_loss_lies_between_zero_and_its_weight(kind, data, beta, wd, wu, z0):
+    backend, policy, reference, desirable = data.draw(unpaired_batches(kind, WIDE))
+    xp = get_namespace(backend)
+    args = xp.asarray(policy), xp.asarray(reference), xp.asarray(desirable)
+    kw = dict(beta=beta, desirable_weight=wd, undesirable_weight=wu)
+    weight = np.where(desirable, wd, wu)
+    for out in (kto_loss(*args, z0, **kw), apo_zero_unpaired_loss(*args, **kw)):
+        losses = to_numpy(out.losses)
+        assert np.all(losses >= 0.0) and np.all(losses <= weight), (losses, weight)
+        # the batch mean too, up to the rounding of a sum of B terms (7 equal losses w can
+        # average to w + 1 ulp)
+        assert 0.0 <= float(out.loss) <= max(wd, wu) * (1 + policy.shape[0] * EPS)
+
+
+@settings(max_examples=examples(50))
+@given(data=st.data(), case=unpaired_batches(), beta=BETAS, wd=st.floats(0.01, 3.0),
+       wu=st.floats(0.01, 3.0), z0=st.floats(-5.0, 5.0), rise=st.floats(1e-3, 50.0))
+def test_loss_falls_as_a_desirable_reward_rises_and_rises_for_an_undesirable_one(
+    data, case, beta, wd, wu, z0, rise
+):
+    backend, policy, reference, desirable = case
+    xp = get_namespace(backend)
+    i = data.draw(st.integers(0, policy.shape[0] - 1))
+    higher = policy.copy()
+    higher[i] += rise  # the reward r_i = policy_logps_i - reference_logps_i rises by `rise`
+    kw = dict(beta=beta, desirable_weight=wd, undesirable_weight=wu)
+    ref, lab = xp.asarray(reference), xp.asarray(desirable)
+    for loss in (lambda p: kto_loss(p, ref, lab, z0, **kw),
+                 lambda p: apo_zero_unpaired_loss(p, ref, lab, **kw)):
+        before, after = loss(xp.asarray(policy)), loss(xp.asarray(higher))
+        old, new = float(to_numpy(before.losses)[i]), float(to_numpy(after.losses)[i])
+        if desirable[i]:
+            assert new <= old and float(after.loss) <= float(before.loss)
+        else:
+            assert new >= old and float(after.loss) >= float(before.loss)
+    # strictly, wherever the sigmoid is not saturated: |z_i| <= 10 means sigma'(z) >= 4.5e-5
+    z = (1 if desirable[i] else -1) * beta * (policy[i] - reference[i] - z0)
+    if abs(z) <= 10:
+        old = float(to_numpy(kto_loss(xp.asarray(policy), ref, lab, z0, **kw).losses)[i])
+        new = float(to_numpy(kto_loss(xp.asarray(higher), ref, lab, z0, **kw).losses)[i])
+        assert (new < old) if desirable[i] else (new > old)
+
+
+@settings(max_examples=examples(50))
+@given(case=unpaired_batches(elements=WIDE))
+def test_the_batch_estimate_of_z0_is_never_negative(case):
+    backend, policy, reference, _ = case
+    xp = get_namespace(backend)
+    out = kl_estimate(xp.asarray(policy), xp.asarray(reference))
+    assert float(out.z0) >= 0.0
+    # its gradient is 1/B per entry where the mean passes the clamp, 0 where it is clamped
+    grad = to_numpy(out.grad_kl_policy_logps)
+    b = policy.shape[0]
+    assert np.all(grad == 1.0 / b) or np.all(grad == 0.0)
+    assert (float(out.z0) > 0.0) <= bool(np.all(grad == 1.0 / b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("beta", EXTREME_BETAS)
+@pytest.mark.parametrize("z0", [0.0, 1e4, -1e4])
+def test_kto_loss_is_finite_in_range_and_warning_free_at_extreme_log_ratios(xp, dtype, beta, z0):
+    policy, reference = (xp.asarray(np.array(v), dtype=getattr(xp, dtype))
+                         for v in (POLICY, REFERENCE))
+    desirable = xp.asarray(np.array(DESIRABLE))
+    with np.errstate(**RAISE):
+        out = kto_loss(policy, reference, desirable, z0, beta=beta, desirable_weight=1.5,
+                       undesirable_weight=0.5)
+    finite_fields(out)
+    assert all(getattr(out, name).dtype == policy.dtype for name in out._fields)
+    losses = to_numpy(out.losses)
+    assert np.all(losses >= 0) and np.all(losses <= np.where(DESIRABLE, 1.5, 0.5))
+    # far past the reference point the weight sigma(z) sigma(-z) underflows to 0, not NaN
+    z = np.where(DESIRABLE, 1, -1) * beta * (np.array(POLICY) - np.array(REFERENCE) - z0)
+    saturated = np.abs(z) > 200  # sigma(z) sigma(-z) < exp(-200): below float64's range
+    assert np.all(to_numpy(out.grad_policy_logps)[saturated] == 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_batch_estimate_is_finite_and_warning_free_at_extreme_log_ratios(xp, dtype):
+    for sign in (1.0, -1.0):
+        policy = xp.asarray(sign * np.array(POLICY), dtype=getattr(xp, dtype))
+        reference = xp.asarray(np.array(REFERENCE), dtype=getattr(xp, dtype))
+        with np.errstate(**RAISE):
+            est = kl_estimate(policy, reference)
+        finite_fields(est)
+        assert float(est.z0) >= 0.0
+
+
+P = np.array([-1.0, -2.0, -3.0])
+
+
+R = np.array([-1.5, -2.0, -2.5])
+
+
+D = np.array([True, False, True])
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,pattern",
+    [
+        (dict(policy_logps=P[:2]), ValueError, r"reference_logps: expected shape \(2,\)"),
+        (dict(reference_logps=R[:2]), ValueError, r"reference_logps: expected shape \(3,\)"),
+        (dict(desirable=np.array([1, 0, 1])), TypeError, "desirable: expected a boolean"),
+        (dict(desirable=D[:2]), ValueError, r"desirable: expected shape \(3,\)"),
+        (dict(policy_logps=np.array([])), ValueError, "policy_logps: expected a non-empty"),
+        (dict(policy_logps=np.array([np.nan, 0, 0])), ValueError, "policy_logps: expected finite"),
+        (
+            dict(reference_logps=np.array([np.inf, 0, 0])),
+            ValueError,
+            "reference_logps: expected fin",
+        ),
+        (dict(policy_logps=P.reshape(3, 1)), ValueError, r"policy_logps: expected shape \(B,\)"),
+        (dict(policy_logps=[1.0, 2.0, 3.0]), TypeError, "policy_logps: expected an array"),
+        (dict(policy_logps=np.array([1, 2, 3])), TypeError, "policy_logps: expected a floating"),
+        (dict(beta=0.0), ValueError, "beta: expected a number > 0"),
+        (dict(beta=-1.0), ValueError, "beta: expected a number > 0"),
+        (dict(beta=float("nan")), ValueError, "beta: expected a finite"),
+        (dict(beta="0.1"), TypeError, "beta: expected a real number"),
+        (dict(desirable_weight=-1.0), ValueError, "desirable_weight: expected a number >= 0"),
+        (dict(undesirable_weight=float("inf")), ValueError, "undesirable_weight: expected a fin"),
+        (dict(z0=float("nan")), ValueError, "z0: expected a finite"),
+        (dict(z0=np.zeros(2)), ValueError, "z0: expected a scalar"),
+    ],
+)
+def test_kto_loss_refuses_bad_input_naming_the_argument(kwargs, exc, pattern):
+    args = dict(policy_logps=P, reference_logps=R, desirable=D, z0=0.0)
+    args.update(kwargs)
+    with pytest.raises(exc, match=pattern):
+        kto_loss(
+            args.pop("policy_logps"),
+            args.pop("reference_logps"),
+            args.pop("desirable"),
+            args.pop("z0"),
+            **args,
+        )
+
+
+def test_arrays_of_two_backends_are_refused():
+    strict = get_namespace("array_api_strict")
+    with pytest.raises(TypeError, match="one array library"):
+        kto_loss(P, strict.asarray(R), D, 0.0)
+    with pytest.raises(TypeError, match="one array library"):
+        kl_estimate(strict.asarray(P), R)
+
+
+def test_kl_estimate_refuses_mismatched_shapes_and_nan():
+    with pytest.raises(ValueError, match=r"kl_reference_logps: expected shape \(3,\)"):
+        kl_estimate(P, R[:2])
+    with pytest.raises(ValueError, match="kl_policy_logps: expected finite"):
+        kl_estimate(np.array([np.nan, 1.0]), R[:2])
+
+
+# ------------------------------------------------------------------------------------------
+# Numbers that are not real numbers, or too large for the loss's dtype
+
+
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [("beta", np.bool_(True)), ("beta", 0.1 + 0j), ("beta", np.complex128(0.1)),
+     ("desirable_weight", np.bool_(True)), ("undesirable_weight", 1 + 0j),
+     ("z0", np.bool_(False)), ("z0", np.complex64(0.5)), ("z0", 0.5 + 0j)],
+)
+def test_booleans_and_complex_numbers_are_refused_as_beta_weights_or_z0(knob, value):
+    kwargs = {knob: value}
+    z0 = kwargs.pop("z0", 0.0)
+    with pytest.raises(TypeError, match=f"{knob}: expected a real number"):
+        kto_loss(P, R, D, z0, **kwargs)
+
+
+def test_kl_estimate_refuses_mixed_float32_and_float64_like_kto_loss():
+    with pytest.raises(TypeError, match="reference_logps: expected dtype float64"):
+        kto_loss(P, R.astype(np.float32), D, 0.0)
+    with pytest.raises(TypeError, match="kl_reference_logps: expected dtype float64 like "
+                                        "kl_policy_logps; got float32"):
+        kl_estimate(P, R.astype(np.float32))
+
+
+@pytest.mark.parametrize("argument", ["policy_logps", "reference_logps", "desirable", "z0"])
+def test_a_masked_array_is_refused_naming_the_argument(argument):
+    args = dict(policy_logps=P, reference_logps=R, desirable=D, z0=np.asarray(0.0))
+    args[argument] = np.ma.masked_array(args[argument], mask=np.zeros(args[argument].shape))
+    with pytest.raises(TypeError, match=f"{argument}: expected a plain array; got a masked"):
+        kto_loss(*args.values())
+    with pytest.raises(TypeError, match="kl_policy_logps: expected a plain array"):
+        kl_estimate(np.ma.masked_array(P, mask=[0, 1, 0]), R)
+
+
+def test_a_float32_loss_refuses_a_beta_or_weight_it_cannot_hold_without_nan_or_warning():
+    p32, r32 = P.astype(np.float32), R.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way to the error
+        with pytest.raises(ValueError, match="beta: expected a number the loss's dtype float32"):
+            kto_loss(p32, r32, D, 0.0, beta=1e39)
+        with pytest.raises(ValueError, match="desirable_weight: expected a weight whose product "
+                                             "with beta"):
+            kto_loss(p32, r32, D, 0.0, beta=1e30, desirable_weight=1e10)
+        with pytest.raises(ValueError, match=r"beta: expected a value whose product with the "
+                                             r"log-ratios stays finite in float32"):
+            kto_loss(p32 * 1e9, r32, D, 0.0, beta=1e30)
+    out = kto_loss(P, R, D, 0.0, beta=1e39)  # float64 holds it
+    assert np.all(np.isfinite(to_numpy(out.losses)))
+
+
+def test_a_400_digit_integer_beta_is_a_clear_error_naming_beta():
+    with pytest.raises(ValueError, match="beta: expected a finite number; got an integer of 401 "
+                                         "digits"):
+        kto_loss(P, R, D, 0.0, beta=10**400)
+    with pytest.raises(ValueError, match="z0: expected a finite number; got an integer"):
+        kto_loss(P, R, D, -(10**400))

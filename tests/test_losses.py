@@ -11,12 +11,28 @@ import math
 
 import numpy as np
 import pytest
+from cases import (
+    BETAS,
+    DESIRABLE,
+    DTYPES,
+    EXTREME_BETAS,
+    KINDS,
+    POLICY,
+    RAISE,
+    REFERENCE,
+    WEIGHTS,
+    check,
+    finite_fields,
+    unpaired_batches,
+    vectors,
+)
+from conftest import count_case, examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import expit, log_expit
 
+from minikto import kto_loss
 from minikto.backend import get_namespace, to_numpy
-from minikto.kto import kto_loss
 from minikto.losses import apo_zero_unpaired_loss, dpo_loss, sft_loss
 
 BACKENDS = ["numpy", "array_api_strict"]
@@ -457,3 +473,103 @@ def test_arrays_from_two_libraries_are_refused():
     pc, pr, rc, rr = dpo_inputs(0, 4)
     with pytest.raises(TypeError, match=r"^arrays: expected all arrays from one array library"):
         dpo_loss(strict.asarray(pc), pr, rc, rr)
+
+
+@settings(max_examples=examples(30))
+@given(data=st.data(), backend=st.sampled_from(BACKENDS), batch=st.integers(1, 8), beta=BETAS)
+def test_dpo_loss_gradient_agrees_with_finite_differences(data, backend, batch, beta):
+    xp = get_namespace(backend)
+    chosen, rejected, ref_chosen, ref_rejected = (data.draw(vectors(batch)) for _ in range(4))
+    refs = xp.asarray(ref_chosen), xp.asarray(ref_rejected)
+
+    def fun(x):  # x = (policy_chosen_logps..., policy_rejected_logps...)
+        out = dpo_loss(xp.asarray(x[:batch]), xp.asarray(x[batch:]), *refs, beta=beta)
+        grad = np.concatenate(
+            [to_numpy(out.grad_policy_chosen_logps), to_numpy(out.grad_policy_rejected_logps)]
+        )
+        return float(out.loss), grad
+
+    blocks = {"chosen": slice(0, batch), "rejected": slice(batch, 2 * batch)}
+    check(fun, np.concatenate([chosen, rejected]), blocks)
+    count_case("dpo_loss")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=examples(10))
+@given(data=st.data(), beta=BETAS, wd=WEIGHTS, wu=WEIGHTS)
+def test_apo_zero_unpaired_loss_gradient_agrees_with_finite_differences(
+    kind, data, beta, wd, wu
+):
+    backend, policy, reference, desirable = data.draw(unpaired_batches(kind))
+    xp = get_namespace(backend)
+    ref, lab = xp.asarray(reference), xp.asarray(desirable)
+    kw = dict(beta=beta, desirable_weight=wd, undesirable_weight=wu)
+
+    def fun(x):
+        out = apo_zero_unpaired_loss(xp.asarray(x), ref, lab, **kw)
+        return float(out.loss), to_numpy(out.grad_policy_logps)
+
+    check(fun, policy)
+    count_case("apo_zero_unpaired_loss")
+
+
+@pytest.mark.parametrize("kind", ["desirable", "mixed"])  # SFT needs a desirable example
+@settings(max_examples=examples(15))
+@given(data=st.data())
+def test_sft_loss_gradient_agrees_with_finite_differences(kind, data):
+    backend, policy, _, desirable = data.draw(unpaired_batches(kind))
+    xp = get_namespace(backend)
+    lab = xp.asarray(desirable)
+
+    def fun(x):
+        out = sft_loss(xp.asarray(x), lab)
+        return float(out.loss), to_numpy(out.grad_policy_logps)
+
+    check(fun, policy)
+    count_case("sft_loss")
+
+
+@settings(max_examples=examples(30))
+@given(data=st.data(), backend=st.sampled_from(BACKENDS), batch=st.integers(1, 8), beta=BETAS,
+       rise=st.floats(1e-3, 50.0))
+def test_dpo_loss_falls_as_the_chosen_reward_rises_and_rises_with_the_rejected_one(
+    data, backend, batch, beta, rise
+):
+    xp = get_namespace(backend)
+    pc, pr, rc, rr = (data.draw(vectors(batch)) for _ in range(4))
+    i = data.draw(st.integers(0, batch - 1))
+    up = np.zeros(batch)
+    up[i] = rise
+
+    def losses(chosen, rejected):
+        out = dpo_loss(*(xp.asarray(a) for a in (chosen, rejected, rc, rr)), beta=beta)
+        return to_numpy(out.losses)
+
+    base = losses(pc, pr)
+    assert losses(pc + up, pr)[i] <= base[i] <= losses(pc, pr + up)[i]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("beta", EXTREME_BETAS)
+def test_the_family_losses_are_finite_and_warning_free_at_extreme_log_ratios(xp, dtype, beta):
+    def arr(values):
+        return xp.asarray(np.array(values), dtype=getattr(xp, dtype))
+
+    policy, reference = arr(POLICY), arr(REFERENCE)
+    desirable = xp.asarray(np.array(DESIRABLE))
+    with np.errstate(**RAISE):
+        outs = [
+            dpo_loss(policy, reference, reference, policy, beta=beta),
+            dpo_loss(reference, policy, policy, reference, beta=beta),
+            apo_zero_unpaired_loss(policy, reference, desirable, beta=beta),
+            sft_loss(arr(-np.abs(POLICY)), desirable),
+        ]
+    for out in outs:
+        finite_fields(out)
+        assert all(getattr(out, name).dtype == policy.dtype for name in out._fields)
+    # a wrongly ordered pair with margin h costs -log sigmoid(h), i.e. about |h|, not inf
+    # the second call's margin: beta * ((R - P) - (P - R))
+    h = 2 * beta * (np.array(REFERENCE) - np.array(POLICY))
+    big = h < -50
+    np.testing.assert_allclose(to_numpy(outs[1].losses)[big], -h[big],
+                               rtol=4 * np.finfo(dtype).eps)
