@@ -151,9 +151,10 @@ def kl_estimate(kl_policy_logps: Any, kl_reference_logps: Any) -> KLEstimate:
               [\log\pi(y'_j|x'_j) - \log\pi_{ref}(y'_j|x'_j)]\Bigr)
 
     Gradient: :math:`\partial z_0 / \partial \log\pi(y'_j|x'_j) = 1/B` where the mean is
-    >= 0 and 0 where it is clamped (the convention of ``torch.clamp``, which passes the
-    gradient at equality). The paper detaches z0; this gradient is used only by the
-    ``"batch-grad"`` mode.
+    >= 0 and 0 where it is clamped: at exactly 0 the gradient passes, as
+    ``where(m >= 0, m, 0)`` gives it (``torch.clamp(min=0)`` and ``relu`` give 0 there,
+    ``maximum`` gives 1/(2B); docs/VECTORS.md tabulates them). The paper detaches z0; this
+    gradient is used only by the ``"batch-grad"`` mode.
     """
     logps = {"kl_policy_logps": kl_policy_logps, "kl_reference_logps": kl_reference_logps}
     xp = _checks.namespace_of(**logps)

@@ -140,7 +140,8 @@ def cases() -> list[dict]:
     kl_at_zero = _kl(
         "kl_at_zero",
         "Policy == reference, the mean is exactly 0: z0 = 0 and the gradient PASSES (1/B), "
-        "the convention of torch.clamp(min=0) (torch.relu and torch.maximum differ here).",
+        "the convention of where(m >= 0, m, 0) (torch.clamp(min=0), relu and maximum "
+        "differ here: see conventions).",
         np.zeros(6),
     )
     cases = [kl_positive, kl_clamped, kl_at_zero]
