@@ -239,8 +239,10 @@ def _figure(
         )
         if method != "kto-pairs":
             for p in points:
+                # beta labels: DPO's above its points, KTO's below, so the two do not meet
                 ax.annotate(f"{p['beta']:g}", (p["kl_mean"], p["utility_mean"]), fontsize=9,
-                            xytext=(4, 4), textcoords="offset points", color=color)
+                            xytext=(4, 4 if method == "dpo" else -13),
+                            textcoords="offset points", color=color)
     path = np.mean(np.asarray(sft_paths), axis=0)
     ax.plot(path[:, 0], path[:, 1], ".-", color=PALETTE["sft"], lw=1,
             label=LABELS["sft"] + " during training")

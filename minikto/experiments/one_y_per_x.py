@@ -207,7 +207,7 @@ def _figure(table: list[dict], reference: float) -> Any:
             ax.axhline(reference, color=PALETTE["reference"], lw=1.5, label="reference")
             ax.legend(loc="lower right", fontsize=LEGEND_FONTSIZE)
         ax.axhline(0, color="black", lw=0.6)
-        ax.set_xticks(x, [textwrap.fill(LABELS[a], 14) for a in ARMS], fontsize=9)
+        ax.set_xticks(x, [textwrap.fill(LABELS[a], 12) for a in ARMS], fontsize=9)
         ax.set(ylabel=ylabel)
     axes[0].set_title("Final utility (mean ± std over seeds)")
     axes[1].set_title("Final KL to the reference")
