@@ -42,7 +42,7 @@ from ..backend import to_numpy
 from ..data.feedback import PairedDataset, sample_unpaired, unpair
 from ..data.toy import default_task
 from ..exact import ExactEvaluator
-from ..tools.plots import PALETTE
+from ..tools.plots import LEGEND_FONTSIZE, PALETTE
 from ..training.config import KTOConfig, balanced_desirable_weight
 from ..training.train import train
 from .common import (
@@ -375,18 +375,23 @@ def _verdict(table: list[dict]) -> str:
 
 
 def _figure(table: list[dict]) -> Any:
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
+    fig = plt.figure(figsize=(10, 8.4))
+    grid = fig.add_gridspec(2, 2)
+    axes = [fig.add_subplot(grid[1, :]), fig.add_subplot(grid[0, 0]),
+            fig.add_subplot(grid[0, 1])]
     settings = list(SETTINGS)
     x = np.arange(len(settings))
     width = 0.38
     floor = 1e-18  # a bar of exactly zero has no place on a log axis
+    # colour and hatch: the methods read apart without colour vision too
+    style = {"kto": dict(color=PALETTE["policy"], hatch="//", edgecolor="white"),
+             "dpo": dict(color=PALETTE["dpo"], hatch="..", edgecolor="white")}
 
     ax = axes[0]
-    for shift, method, color in ((-width / 2, "kto", PALETTE["policy"]),
-                                 (width / 2, "dpo", PALETTE["dpo"])):
+    for shift, method in ((-width / 2, "kto"), (width / 2, "dpo")):
         values = [max(pick(table, setting=s, method=method)["max_param_change_max"], floor)
                   for s in settings]
-        ax.bar(x + shift, values, width, color=color, label=method.upper())
+        ax.bar(x + shift, values, width, label=method.upper(), **style[method])
     ax.set_yscale("log")
     ax.set(title="Largest parameter change (max over seeds)", ylabel="max |theta - theta_start|")
 
@@ -396,17 +401,16 @@ def _figure(table: list[dict]) -> Any:
     ):
         before = [pick(table, setting=s, method="kto")[f"{metric}_before_mean"] for s in settings]
         ax.bar(x - width, before, width * 0.95, color=PALETTE["reference"], label="before")
-        for shift, method, color in ((0.0, "kto", PALETTE["policy"]),
-                                     (width, "dpo", PALETTE["dpo"])):
+        for shift, method in ((0.0, "kto"), (width, "dpo")):
             rows = [pick(table, setting=s, method=method) for s in settings]
             ax.bar(x + shift, [r[f"{metric}_after_mean"] for r in rows], width * 0.95,
                    yerr=[std_or_zero(r[f"{metric}_after_std"]) for r in rows], capsize=2,
-                   color=color, label=f"{method.upper()} after")
+                   label=f"{method.upper()} after", **style[method])
         ax.axhline(0, color="black", lw=0.6)
         ax.set(title=title, ylabel=ylabel)
     for ax in axes:
-        ax.set_xticks(x, [TICK[s] for s in settings], fontsize=8)
-        ax.legend(loc="best", fontsize=8)
+        ax.set_xticks(x, [TICK[s] for s in settings], fontsize=9)
+        ax.legend(loc="best", fontsize=LEGEND_FONTSIZE)
     fig.suptitle("Contradictory feedback: each (x, y) once desirable and once undesirable")
     fig.tight_layout()
     return fig

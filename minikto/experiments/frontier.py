@@ -25,7 +25,7 @@ import numpy as np
 
 from ..data.feedback import UnpairedDataset, sample_paired, unpair
 from ..data.toy import default_task
-from ..tools.plots import PALETTE
+from ..tools.plots import LEGEND_FONTSIZE, PALETTE
 from ..training.config import KTOConfig, balanced_desirable_weight
 from ..training.train import train
 from .common import (
@@ -223,11 +223,11 @@ def _verdict(table: list[dict], reference: float) -> str:
 def _figure(
     table: list[dict], sft_paths: list[list[tuple[float, float]]], reference: float, best: float
 ) -> Any:
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(9, 6))
     for method, color, style in (
         ("kto", PALETTE["policy"], dict(marker="o", ls="-")),
         ("kto-pairs", PALETTE["policy"], dict(marker="o", ls="--", mfc="white")),
-        ("dpo", PALETTE["dpo"], dict(marker="s", ls="-")),
+        ("dpo", PALETTE["dpo"], dict(marker="s", ls="-.")),
     ):
         points = _points(table, method)
         ax.errorbar(
@@ -239,8 +239,10 @@ def _figure(
         )
         if method != "kto-pairs":
             for p in points:
-                ax.annotate(f"{p['beta']:g}", (p["kl_mean"], p["utility_mean"]), fontsize=7,
-                            xytext=(4, 4), textcoords="offset points", color=color)
+                # beta labels: DPO's above its points, KTO's below, so the two do not meet
+                ax.annotate(f"{p['beta']:g}", (p["kl_mean"], p["utility_mean"]), fontsize=9,
+                            xytext=(4, 4 if method == "dpo" else -13),
+                            textcoords="offset points", color=color)
     path = np.mean(np.asarray(sft_paths), axis=0)
     ax.plot(path[:, 0], path[:, 1], ".-", color=PALETTE["sft"], lw=1,
             label=LABELS["sft"] + " during training")
@@ -256,6 +258,6 @@ def _figure(
         xlabel="exact KL(pi || pi_ref) [nats]",
         ylabel="exact expected utility",
     )
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=LEGEND_FONTSIZE)
     fig.tight_layout()
     return fig

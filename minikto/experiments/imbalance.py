@@ -21,7 +21,7 @@ import numpy as np
 from ..data.feedback import sample_paired, sample_unpaired
 from ..data.toy import default_task
 from ..exact import ExactEvaluator
-from ..tools.plots import PALETTE
+from ..tools.plots import LEGEND_FONTSIZE, PALETTE
 from ..training.config import KTOConfig, WeightBalanceWarning, balanced_desirable_weight
 from ..training.train import train
 from .common import (
@@ -245,7 +245,7 @@ def _verdict(table: list[dict], reference: float, fractions: tuple[float, ...]) 
 
 
 def _figure(table: list[dict], reference: float, best: float) -> Any:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
     kto = [r for r in table if r["method"] == "kto"]
     fractions = sorted({r["desirable_fraction"] for r in kto}, reverse=True)
     x = np.arange(len(fractions))
@@ -268,7 +268,7 @@ def _figure(table: list[dict], reference: float, best: float) -> Any:
                 label=label,
                 **style,
             )
-        ax.axhline(dpo[f"{metric}_mean"], color=PALETTE["dpo"], lw=1.5,
+        ax.axhline(dpo[f"{metric}_mean"], color=PALETTE["dpo"], lw=1.5, ls="-.",
                    label="DPO, all pairs (mean)")
         if metric == "utility":
             ax.axhline(reference, color=PALETTE["reference"], lw=1.5, label="reference")
@@ -277,7 +277,9 @@ def _figure(table: list[dict], reference: float, best: float) -> Any:
         ax.set(xlabel="fraction of the desirable examples kept", ylabel=ylabel)
     axes[0].set_title("Final utility (mean ± std over seeds)")
     axes[1].set_title("Final KL to the reference")
-    axes[0].legend(loc="lower left", fontsize=8)
     fig.suptitle("Imbalance: KTO with and without the Eq. 8 desirable weight")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    # one legend below both panels, covering no point
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3,
+               fontsize=LEGEND_FONTSIZE, frameon=False)
     return fig

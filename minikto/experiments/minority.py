@@ -36,7 +36,7 @@ import numpy as np
 from ..backend import to_numpy
 from ..data.feedback import PairedDataset, unpair
 from ..data.toy import bandit_task
-from ..tools.plots import PALETTE
+from ..tools.plots import LEGEND_FONTSIZE, PALETTE
 from ..training.config import KTOConfig
 from ..training.train import train
 from .common import DEFAULT_SEEDS, ExperimentResult, aggregate, check_seeds, fmt, markdown_table
@@ -281,6 +281,6 @@ def _figure(rows: list[dict], shares: tuple, grid: tuple) -> Any:
             handles.setdefault(label, handle)
     fig.suptitle("Which response each method prefers, on the same feedback")
     fig.tight_layout(rect=(0, 0.14, 1, 1))
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=2, fontsize=10,
-               frameon=False)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=2,
+               fontsize=LEGEND_FONTSIZE, frameon=False)
     return fig

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 
 from ..data.feedback import sample_paired, unpair
 from ..data.toy import default_task
-from ..tools.plots import PALETTE
+from ..tools.plots import LEGEND_FONTSIZE, PALETTE
 from ..training.config import KTOConfig
 from ..training.train import train
 from .common import (
@@ -181,29 +181,30 @@ def _verdict(table: list[dict], levels: tuple[float, ...]) -> str:
 
 
 def _figure(table: list[dict], reference: float) -> Any:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     levels = sorted({r["label_noise"] for r in table})
     for ax, metric, ylabel in (
         (axes[0], "utility", "exact expected utility"),
         (axes[1], "kl", "exact KL(pi || pi_ref) [nats]"),
     ):
-        for method, color in (("kto", PALETTE["policy"]), ("dpo", PALETTE["dpo"])):
+        for method, color, style in (("kto", PALETTE["policy"], dict(marker="o", ls="-")),
+                                     ("dpo", PALETTE["dpo"], dict(marker="s", ls="--"))):
             rows = [pick(table, method=method, label_noise=eta) for eta in levels]
             ax.errorbar(
                 [100 * eta for eta in levels],
                 [r[f"{metric}_mean"] for r in rows],
                 yerr=[std_or_zero(r[f"{metric}_std"]) for r in rows],
                 color=color,
-                marker="o",
                 capsize=3,
                 label=LABELS[method],
+                **style,
             )
         if metric == "utility":
             ax.axhline(reference, color=PALETTE["reference"], lw=1.5, label="reference")
         ax.set(xlabel="labels flipped [%]", ylabel=ylabel)
     axes[0].set_title("Final utility (mean ± std over seeds)")
     axes[1].set_title("Final KL to the reference")
-    axes[0].legend(loc="lower left", fontsize=8)
+    axes[0].legend(loc="lower left", fontsize=LEGEND_FONTSIZE)
     fig.suptitle("Label noise: the same flipped comparisons for KTO and DPO")
     fig.tight_layout()
     return fig

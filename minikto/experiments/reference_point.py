@@ -27,12 +27,13 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 
 from ..backend import to_numpy
 from ..data.feedback import sample_unpaired
 from ..data.toy import default_task
 from ..exact import exact_kl
-from ..tools.plots import PALETTE
+from ..tools.plots import LEGEND_FONTSIZE, PALETTE
 from ..training.config import KTOConfig, balanced_desirable_weight
 from ..training.train import train
 from .common import (
@@ -290,18 +291,26 @@ def _figure(
     trace: dict[str, list[float]],
     betas: tuple[float, ...],
 ) -> Any:
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig = plt.figure(figsize=(10, 8.6))
+    grid = fig.add_gridspec(2, 2)
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]),
+            fig.add_subplot(grid[1, :])]
 
     ax = axes[0]
+    sizes = dict(zip(betas, (40, 100), strict=False))
     for mode, (color, _, marker, face) in STYLE.items():
-        for beta, size in zip(betas, (40, 80), strict=False):
+        for beta, size in sizes.items():
             done = [r for r in rows if r["z0"] == mode and r["beta"] == beta and not r["diverged"]]
             ax.scatter([r["kl"] for r in done], [r["utility"] for r in done], s=size,
-                       marker=marker, facecolors=face or color, edgecolors=color,
-                       label=f"{mode}, beta {beta:g}")
-    ax.set(title="Final exact utility against exact KL (one point per run)",
+                       marker=marker, facecolors=face or color, edgecolors=color)
+    # the legend names the markers (the modes, as in the panel below); the title the sizes
+    handles = [Line2D([], [], ls="none", marker=marker, color=color, mfc=face or color,
+                      label=mode) for mode, (color, _, marker, face) in STYLE.items()]
+    sized = ", ".join(f"{word}beta {beta:g}" for word, beta in zip(
+        ("small: ", "large: ") if len(sizes) > 1 else ("",), sizes, strict=False))
+    ax.set(title=f"Final utility against KL, one point a run\n({sized})",
            xlabel="exact KL(pi || pi_ref) [nats]", ylabel="exact expected utility")
-    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    ax.legend(handles=handles, fontsize=LEGEND_FONTSIZE, loc="lower right")
 
     ax = axes[1]
     ax.plot(trace["step"], trace["exact_kl"], "o-", color=PALETTE["reference"], ms=3,
@@ -309,21 +318,21 @@ def _figure(
     ax.plot(trace["step"], trace["z0_used"], "-", color=PALETTE["kl"], lw=2,
             label="batch z0 used (clamped)")
     ax.plot(trace["step"], trace["unclamped"], "--", color=PALETTE["kl"], lw=1.2,
-            label="mismatched mean log-ratio (before the clamp)")
+            label="mismatched mean log-ratio\n(before the clamp)")
     ax.axhline(0, color="black", lw=0.6)
-    ax.set(title=f"The batch estimate against the exact KL (seed 0, beta {betas[0]:g})",
+    ax.set(title=f"Batch estimate against exact KL\n(seed 0, beta {betas[0]:g})",
            xlabel="step", ylabel="nats")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=LEGEND_FONTSIZE, loc="lower left")
 
     ax = axes[2]
     for mode, (color, ls, marker, face) in STYLE.items():
         runs = curves.get((betas[0], mode))
         if runs:
-            ax.plot(steps_axis, np.mean(runs, axis=0), ls=ls, marker=marker, ms=3, color=color,
+            ax.plot(steps_axis, np.mean(runs, axis=0), ls=ls, marker=marker, ms=4, color=color,
                     mfc=face or color, label=mode)
     ax.set(title=f"Exact utility during training (mean over seeds, beta {betas[0]:g})",
            xlabel="step", ylabel="exact expected utility")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=LEGEND_FONTSIZE, loc="lower right")
     fig.suptitle("The reference point z0: batch estimate, gradient through it, exact, zero, fixed")
     fig.tight_layout()
     return fig

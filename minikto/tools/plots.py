@@ -202,7 +202,13 @@ def plot_policy_before_after(
             label="reference (before)",
         )
         ax.barh(
-            pos + 0.2, p_new[x, top], height=0.4, color=PALETTE["policy"], label="trained (after)"
+            pos + 0.2,
+            p_new[x, top],
+            height=0.4,
+            color=PALETTE["policy"],
+            hatch="//",  # before and after read apart without colour too
+            edgecolor="white",
+            label="trained (after)",
         )
         ax.set_yticks(pos, labels, fontsize=9)
         ax.invert_yaxis()
