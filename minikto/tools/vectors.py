@@ -225,7 +225,8 @@ def write_vectors(path: str | os.PathLike, vectors: dict | None = None) -> Path:
         with atomic_write(path, "w", encoding="utf-8", newline="\n") as f:
             f.write(text + "\n")
     except OSError as err:  # name the user's file, not the hidden temporary one
-        error = type(err)(f"{path}: could not write the vectors file: {err.strerror or err}")
+        cause = err.__cause__ if isinstance(err.__cause__, OSError) else err  # the OS's reason
+        error = type(err)(f"{path}: could not write the vectors file: {cause.strerror or cause}")
         error.errno = err.errno
         raise error from err
     return path
