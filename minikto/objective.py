@@ -248,11 +248,13 @@ class FlatObjective:
             # with z0 held at that value, so it stays cached for the first call at x0
             self.fixed_z0 = self._evaluate(self.x0).z0
 
-    def _evaluate(self, theta: np.ndarray) -> ObjectiveResult:
+    def _evaluate(self, theta: np.ndarray, backward: bool = True) -> ObjectiveResult:
+        """The objective at ``theta``; the last full evaluation is reused at the same ``theta``."""
         theta = np.asarray(theta, dtype=np.float64)
         key = theta.tobytes()
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
+        last = self._last
+        if last is not None and last[0] == key and (last[1].grads is not None or not backward):
+            return last[1]
         self.policy.set_flat(theta)
         result = kto_objective(
             self.policy,
@@ -260,27 +262,16 @@ class FlatObjective:
             *self.batch,
             reference_logps=self.reference_logps,
             fixed_z0=self.fixed_z0,
+            backward=backward,
             **self.loss_kwargs,
         )
-        self._last = (key, result)
+        if backward:  # a value alone (a finite-difference probe) keeps the full evaluation
+            self._last = (key, result)
         return result
 
     def value(self, theta: np.ndarray) -> float:
         """The loss at ``theta`` (a float); without a backward pass unless it is at hand."""
-        theta = np.asarray(theta, dtype=np.float64)
-        if self._last is not None and self._last[0] == theta.tobytes():
-            return float(to_numpy(self._last[1].loss))
-        self.policy.set_flat(theta)
-        result = kto_objective(
-            self.policy,
-            self.reference,
-            *self.batch,
-            reference_logps=self.reference_logps,
-            fixed_z0=self.fixed_z0,
-            backward=False,
-            **self.loss_kwargs,
-        )
-        return float(to_numpy(result.loss))
+        return float(to_numpy(self._evaluate(theta, backward=False).loss))
 
     def gradient(self, theta: np.ndarray) -> np.ndarray:
         """The hand-derived gradient at ``theta``, a float64 vector like ``theta``."""
