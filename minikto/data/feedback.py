@@ -56,7 +56,8 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..policy import SoftmaxPolicy
-from .toy import ToyTask, check_responses
+from .responses import check_responses
+from .toy import ToyTask
 
 __all__ = ["PairedDataset", "UnpairedDataset", "sample_paired", "sample_unpaired", "unpair"]
 

@@ -57,7 +57,8 @@ import numpy as np
 from .atomic import atomic_write
 from .feedback import PairedDataset, UnpairedDataset
 from .files import MAX_DATA_BYTES, open_user_file
-from .toy import ToyTask, check_responses
+from .responses import check_responses
+from .toy import ToyTask
 
 __all__ = [
     "DatasetFormatError",
