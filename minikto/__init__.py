@@ -16,10 +16,10 @@ Then the sub-packages, by role: ``data/`` (:class:`ToyTask`, :func:`default_task
 :func:`bandit_task`, :func:`sample_unpaired`, :func:`sample_paired`, :func:`unpair`, the JSON
 Lines readers and writers), ``training/`` (:class:`KTOConfig`, :func:`train`,
 :func:`check_weight_balance`, optimizers, checkpoints), ``tools/`` (command line, demo, plots,
-reference vectors), ``experiments/`` (the paper's claims on a toy), and ``fast/`` (the
-CPU-tuned, block-wise form of the policy's passes: optional reading). Input checks are
-written once in ``_checks`` (numbers, log-prob vectors, labels) and ``_token_checks`` (token
-batches).
+reference vectors, :func:`check_kto` for a KTO written elsewhere), ``experiments/`` (the
+paper's claims on a toy), and ``fast/`` (the CPU-tuned, block-wise form of the policy's
+passes: optional reading). Input checks are written once in ``_checks`` (numbers, log-prob
+vectors, labels) and ``_token_checks`` (token batches).
 """
 
 from .backend import get_namespace, to_numpy
@@ -32,7 +32,7 @@ from .kto import KLEstimate, KTOLoss, kl_estimate, kto_loss, mismatched_indices
 from .losses import APOZeroLoss, DPOLoss, SFTLoss, apo_zero_unpaired_loss, dpo_loss, sft_loss
 from .objective import Z0_MODES, FlatObjective, kto_objective
 from .policy import SoftmaxPolicy
-from .tools.check import KTOCheckReport, check_kto  # noqa: F401 (public API)
+from .tools.check import KTOCheckReport, check_kto
 from .training.config import (
     KTOConfig,
     WeightBalanceWarning,
@@ -52,6 +52,7 @@ __all__ = [
     "FlatObjective",
     "GradcheckReport",
     "KLEstimate",
+    "KTOCheckReport",
     "KTOConfig",
     "KTOLoss",
     "PairedDataset",
@@ -64,6 +65,7 @@ __all__ = [
     "apo_zero_unpaired_loss",
     "balanced_desirable_weight",
     "bandit_task",
+    "check_kto",
     "check_weight_balance",
     "default_task",
     "dpo_loss",
