@@ -115,3 +115,28 @@ def test_no_function_in_the_package_is_over_100_lines_of_code():
 )
 def test_the_functions_a_student_checks_fit_on_a_screen(function, limit):
     assert lines_of_code(inspect.getsource(function)) <= limit
+
+
+AUTOGRAD_LIBRARIES = {"torch", "jax", "jaxlib", "autograd", "tensorflow", "mxnet"}
+
+
+def test_no_module_of_the_package_imports_an_autograd_library():
+    # minikto's gradients are written by hand; `minikto check` uses the framework the user's
+    # code has already loaded (sys.modules) and imports none itself.
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in AUTOGRAD_LIBRARIES]
+    assert found == []
+
+
+def test_the_checker_refuses_a_framework_the_users_code_has_not_loaded():
+    from minikto.tools.check_call import _loaded
+
+    with pytest.raises(ValueError, match="'no_such_framework' is not loaded"):
+        _loaded("no_such_framework")

@@ -2,10 +2,12 @@
 
 minikto's cases are float64 NumPy arrays. They are converted to the framework the user's
 code uses, detected from the names its module imports (``torch``, ``jax``) or given as
-``framework=``. PyTorch and JAX are imported only here and only when the user's code uses
-them; neither is a dependency of minikto. Gradients come from the framework's autograd when
-it has one (``loss.backward()``, ``jax.grad``), otherwise from central finite differences on
-the user's function.
+``framework=``. minikto never imports PyTorch or JAX: it takes the module the user's code has
+already loaded (:func:`_loaded`), so neither is a dependency and minikto's own math stays
+autograd-free. The user's framework's autograd (``loss.backward()``, ``jax.grad``) is used
+only to read the gradient of the user's own function, which is how a detached z0 can be
+told from one that is not; for NumPy functions gradients come from central finite
+differences.
 """
 
 from __future__ import annotations
@@ -51,15 +53,25 @@ def detect_framework(fn: Callable, framework: str | None = None) -> str:
 # Converting
 
 
+def _loaded(name: str) -> ModuleType:
+    """The framework module the user's code has already imported (minikto imports none)."""
+    module = sys.modules.get(name)
+    if module is None:
+        raise ValueError(
+            f"framework: expected the user's code to have imported {name!r} (minikto uses the "
+            f"framework your function runs on and never imports it itself); {name!r} is not "
+            "loaded"
+        )
+    return module
+
+
 def _to_user(x: np.ndarray | float, framework: str, grad: bool = False) -> Any:
     if framework == "torch":
-        import torch
-
+        torch = _loaded("torch")
         return torch.tensor(x, dtype=torch.bool if np.asarray(x).dtype == bool else
                             torch.float64, requires_grad=grad)
     if framework == "jax":  # pragma: no cover - test_check_jax.py, where JAX is installed
-        import jax
-
+        jax = _loaded("jax")
         jax.config.update("jax_enable_x64", True)
         return jax.numpy.asarray(x)
     return np.array(x)
@@ -155,8 +167,7 @@ def _grad_or_zeros(x: Any) -> np.ndarray:
 
 
 def _call_jax(fn: Callable, case: Case, estimated: bool) -> Outputs:  # pragma: no cover
-    import jax
-
+    jax = _loaded("jax")
     (loss, losses, rewards), _, _ = _call(fn, case, estimated, "jax", False)
 
     def scalar(policy: Any, kl_policy: Any) -> Any:
@@ -198,7 +209,7 @@ def call_sequence(
             return _to_numpy(out), _grad_or_zeros(tokens)
         return _to_numpy(out), np.zeros_like(case.token_logps)
     if framework == "jax":  # pragma: no cover - test_check_jax.py, where JAX is installed
-        import jax
+        jax = _loaded("jax")
 
         def weighted(t: Any) -> Any:
             return (run(t) * jax.numpy.asarray(weights)).sum()
