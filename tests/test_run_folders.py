@@ -289,3 +289,69 @@ def test_a_run_folder_of_an_older_minikto_is_named_as_such_and_kept(data, tmp_pa
         with pytest.raises(RunExistsError, match="looks like a run of an older minikto"):
             train(TASK, data, CONFIG, out_dir=old, **kw)
     assert snapshot(old) == before
+
+
+# ------------------------------------------------------------------------------------------
+# Removing a replaced run: file by file, never a whole tree
+
+
+def test_overwrite_refuses_a_users_file_inside_the_runs_figures_folder(data, tmp_path):
+    run = tmp_path / "run"
+    train(TASK, data, CONFIG, out_dir=run)
+    (run / "figures").mkdir(exist_ok=True)
+    (run / "figures" / "notes.txt").write_text("mine")
+    before = snapshot(run)
+    with pytest.raises(RunExistsError, match="figures/notes.txt"):
+        train(TASK, data, CONFIG, out_dir=run, overwrite=True)
+    assert snapshot(run) == before and hidden_siblings(run) == []
+
+
+def test_a_file_added_to_the_old_run_while_the_new_one_is_built_is_kept(tmp_path):
+    from minikto.training.rundir import KeptFilesWarning
+
+    run = tmp_path / "run"
+    first = open_folder(run)
+    (run / "checkpoint.npz").write_bytes(b"a saved run, not a stub")
+    (run / "summary.json").write_text("{}")
+    (run / "figures").mkdir()
+    (run / "figures" / "training_curves.png").write_bytes(b"png")
+    first.finish()
+    folder = open_folder(run, overwrite=True)  # the new run goes to a hidden sibling
+    (run / "figures" / "notes.txt").write_text("written during the run")  # the old run's
+    (folder.work / "summary.json").write_text('{"new": true}')
+    with pytest.warns(KeptFilesWarning, match="figures"):
+        folder.finish()
+    assert json.loads((run / "summary.json").read_text()) == {"new": True}
+    kept = [p for p in tmp_path.iterdir() if ".minikto-old-" in p.name]
+    assert len(kept) == 1 and (kept[0] / "figures" / "notes.txt").read_text() == (
+        "written during the run"
+    )
+    assert sorted(p.name for p in kept[0].rglob("*")) == ["figures", "notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run", kept[0].name])
+
+
+def test_a_replaced_run_of_only_minikto_files_leaves_nothing_behind(tmp_path):
+    run = tmp_path / "run"
+    first = open_folder(run)
+    (run / "checkpoint.npz").write_bytes(b"a saved run, not a stub")
+    (run / "figures").mkdir()
+    (run / "figures" / "training_curves.png").write_bytes(b"png")
+    (run / "figures" / ".training_curves.png.0123456789ab.tmp").write_bytes(b"half")
+    first.finish()
+    folder = open_folder(run, overwrite=True)
+    folder.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_an_abandoned_replacement_removes_only_what_minikto_wrote_there(tmp_path):
+    run = tmp_path / "run"
+    first = open_folder(run)
+    (run / "checkpoint.npz").write_bytes(b"a saved run, not a stub")
+    first.finish()
+    folder = open_folder(run, overwrite=True)
+    assert folder.work != run  # built aside
+    (folder.work / "config.json").write_text("{}")
+    (folder.work / "stray.txt").write_text("not minikto's")
+    folder.abandon()
+    assert (folder.work / "stray.txt").read_text() == "not minikto's"
+    assert sorted(p.name for p in folder.work.iterdir()) == ["stray.txt"]

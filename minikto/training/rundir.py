@@ -12,6 +12,9 @@ A folder minikto creates for a run (or an experiment) holds a marker file, ``.mi
 - ``overwrite`` never replaces ``""``, ``.``, ``..`` or any folder that contains the working
   folder; the new run is built beside the old one (a hidden sibling folder) and swapped in
   only once it is complete, so a failure keeps the old run whole;
+- a folder minikto no longer wants is removed file by file, only the names it writes (never
+  a whole tree): a file someone else put there, even in ``figures/``, is kept, and so is the
+  folder that holds it (with a :class:`KeptFilesWarning` naming both);
 - a run holds an exclusive lock (``fcntl.flock`` on ``.minikto-lock``, released by the
   operating system even on ``kill -9``) while it writes: a second run into the same folder
   refuses instead of mixing its files with the first one's.
@@ -22,8 +25,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
-import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,15 @@ try:  # POSIX; elsewhere the lock is advisory only (a no-op)
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK", "RunExistsError", "RunFolder", "RunInUseError", "marker_name", "open_folder"]
+__all__ = [
+    "LOCK",
+    "KeptFilesWarning",
+    "RunExistsError",
+    "RunFolder",
+    "RunInUseError",
+    "marker_name",
+    "open_folder",
+]
 
 LOCK = ".minikto-lock"
 #: What each kind of folder may hold (anything else is the user's, and blocks a replacement).
@@ -43,6 +55,15 @@ OWN_FILES = {
             "figures"),
     "experiment": ("runs.csv", "table.md", "section.md", "summary.json"),
 }
+
+
+#: What minikto writes inside those folders' sub-folders (``figures/``) and in an experiment's
+#: folder beside its own files: PNG figures, and the temporaries of their atomic writes.
+_OWN_FIGURE = re.compile(r"(results_)?[\w.-]+\.png|\.[\w.-]+\.png\.[0-9a-f]{12}\.tmp")
+
+
+class KeptFilesWarning(UserWarning):
+    """A replaced folder was kept (hidden) because it held files minikto did not write."""
 
 
 class RunExistsError(FileExistsError):
@@ -81,7 +102,12 @@ class RunFolder:
                     os.rename(old, self.path)
                     raise
                 self.work = self.path
-                shutil.rmtree(old)
+                kept = _remove_folder(old, self.kind)
+                if kept:  # a file added to the old run while the new one was built
+                    warnings.warn(KeptFilesWarning(
+                        f"{self.path}: the replaced {self.kind} was kept as {old} because it "
+                        f"holds {', '.join(kept)}, which minikto did not write"
+                    ), stacklevel=2)
         finally:
             self.release()
         return self.path
@@ -90,7 +116,8 @@ class RunFolder:
         """Remove a replacement that did not complete (the old run stays); release the lock."""
         try:
             if self.work != self.path:
-                shutil.rmtree(self.work, ignore_errors=True)
+                with contextlib.suppress(OSError):  # what minikto wrote there, and nothing else
+                    _remove_folder(self.work, self.kind)
         finally:
             self.release()
 
@@ -230,22 +257,49 @@ def _write_marker(path: Path, kind: str) -> None:
 
 
 def _foreign(path: Path, kind: str) -> list[str]:
+    """What ``path`` holds that minikto did not write (sub-folders included), by name."""
     own = set(OWN_FILES[kind]) | {marker_name(kind), LOCK}
-    names = sorted(p.name for p in path.iterdir())
-    if kind == "experiment":
-        return [n for n in names if n not in own and not
-                (n.startswith("results_") and n.endswith(".png"))]
-    return [n for n in names if n not in own]
+    found = []
+    for entry in sorted(path.iterdir(), key=lambda p: p.name):
+        if entry.name in own and entry.is_dir() and not entry.is_symlink():
+            found += [f"{entry.name}/{n}" for n in sorted(os.listdir(entry))
+                      if not _OWN_FIGURE.fullmatch(n)]
+        elif entry.name not in own and not (kind == "experiment"
+                                            and _OWN_FIGURE.fullmatch(entry.name)):
+            found.append(entry.name)
+    return found
 
 
 def _remove_own(path: Path, kind: str) -> None:
+    """Delete minikto's own files from ``path``, one by one: never a whole tree, so that a
+    file someone else put there (even in ``figures/``) stays where it is."""
     for name in OWN_FILES[kind]:
         target = path / name
         if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
+            for inner in target.iterdir():
+                if _OWN_FIGURE.fullmatch(inner.name) and not inner.is_dir():
+                    inner.unlink()
+            with contextlib.suppress(OSError):  # left in place if it holds another's file
+                target.rmdir()
         else:
             with contextlib.suppress(FileNotFoundError):
                 target.unlink()
+
+
+def _remove_folder(path: Path, kind: str) -> list[str]:
+    """Remove a folder of minikto's that is no longer wanted, file by file; return what it
+    still holds that minikto did not write (the folder is then kept)."""
+    remove_stale_temporaries(path, OWN_FILES[kind])
+    _remove_own(path, kind)
+    for entry in path.iterdir():
+        if entry.name in (marker_name(kind), LOCK) or (
+            kind == "experiment" and _OWN_FIGURE.fullmatch(entry.name) and not entry.is_dir()
+        ):
+            entry.unlink()
+    kept = sorted(p.name for p in path.iterdir())
+    if not kept:
+        path.rmdir()
+    return kept
 
 
 def _listing(path: Path, limit: int = 5) -> str:
