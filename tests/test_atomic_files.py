@@ -33,18 +33,19 @@ def test_a_failed_replace_names_the_users_path_not_the_temporary_file(tmp_path, 
     assert path.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["metrics.jsonl"]
 
 
-def test_a_failed_create_names_the_users_path(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        if os.access(folder, os.W_OK):  # running as root: permissions do not bind
-            pytest.skip("the directory stays writable for this user")
-        with pytest.raises(PermissionError, match=f"could not write {folder / 'x.json'}"):
-            with atomic_write(folder / "x.json") as f:
-                f.write("{}")
-    finally:
-        folder.chmod(0o700)
+def test_a_failed_create_names_the_users_path(tmp_path, monkeypatch):
+    # A read-only folder, as the operating system reports it (tests may run as root, for
+    # whom permissions do not bind, so the refusal is injected where the file is created).
+    def read_only(name, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", os.fspath(name))
+
+    monkeypatch.setattr(minikto.data.atomic.os, "open", read_only)
+    path = tmp_path / "x.json"
+    with pytest.raises(PermissionError, match=f"could not write {path}: Permission denied") as err:
+        with atomic_write(path) as f:
+            f.write("{}")
+    assert ".tmp" not in str(err.value) and err.value.errno == 13
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_symlink_is_followed_its_target_replaced_and_the_link_kept(tmp_path, monkeypatch):
