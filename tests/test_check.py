@@ -266,3 +266,9 @@ def test_the_smallest_case_shows_per_example_losses_when_the_function_returns_th
     report = _check(typo_in_weights)
     assert report.variants == [] and "losses yours" in report.smallest_failing_case
     assert "(B = 2," in report.smallest_failing_case  # weights 1/1 agree on the batch of one
+
+
+@pytest.mark.parametrize("result", ["nope", None, True])
+def test_a_loss_that_is_not_a_number_is_refused_naming_fn(result):
+    with pytest.raises(TypeError, match=r"^fn: expected the loss \(a scalar\)"):
+        minikto.check_kto(lambda *args, **kwargs: result)

@@ -101,10 +101,12 @@ def split_result(result: Any, batch: int) -> tuple[Any, Any, Any]:
     else:
         parts = (result, None, None)
     loss, losses, rewards = parts
-    if tuple(getattr(loss, "shape", ())) != () or isinstance(loss, (tuple, list, dict)):
+    numeric = hasattr(loss, "shape") or isinstance(loss, (int, float, np.number))
+    if not numeric or tuple(getattr(loss, "shape", ())) != () or isinstance(loss, bool):
         raise TypeError(
             "fn: expected the loss (a scalar) as the result, its first element or its 'loss' "
-            f"key; got {type(loss).__name__} of shape {tuple(getattr(loss, 'shape', ()))}"
+            f"key; got {type(loss).__name__}"
+            + (f" of shape {tuple(loss.shape)}" if hasattr(loss, "shape") else f" {loss!r:.40}")
         )
     for name, x in (("losses", losses), ("rewards", rewards)):
         if x is not None and tuple(getattr(x, "shape", ())) != (batch,):
