@@ -138,6 +138,7 @@ class Problem:
     desirable: Any
     reference_logps: Any
     config: KTOConfig
+    tokens: Any = None  # the batch checked once, as ``train`` checks its data when loaded
 
 
 def make_problem(size: Size, backend: str, dtype: str = "float32", seed: int = 0) -> Problem:
@@ -155,7 +156,10 @@ def make_problem(size: Size, backend: str, dtype: str = "float32", seed: int = 0
     desirable = xp.asarray(rng.random(size.batch) < 0.5)
     reference_logps = reference.sequence_logps(prompts, responses)  # once, before training
     config = KTOConfig(beta=BETA, z0="batch", batch_size=size.batch, dtype=dtype)
-    return Problem(size, policy, reference, prompts, responses, desirable, reference_logps, config)
+    tokens = policy.token_batch(prompts, responses)
+    return Problem(
+        size, policy, reference, prompts, responses, desirable, reference_logps, config, tokens
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -165,7 +169,7 @@ def make_problem(size: Size, backend: str, dtype: str = "float32", seed: int = 0
 def train_step(p: Problem) -> dict[str, Any]:
     """(a) The step ``train`` runs."""
     return unpaired_step(
-        p.policy, p.reference, p.prompts, p.responses, p.desirable, p.reference_logps, p.config
+        p.policy, p.reference, p.tokens, p.desirable, p.reference_logps, p.config
     ).grads
 
 

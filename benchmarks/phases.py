@@ -37,7 +37,7 @@ def phases(name: str, repeats: int) -> dict[str, float]:
     logps, cache = pol.sequence_logps(p.prompts, p.responses, return_cache=True)
     out = kto_loss(logps, p.reference_logps, p.desirable, 0.0, beta=BETA)
     fns = {
-        "check + flatten": lambda: pol._batch(p.prompts, p.responses),
+        "check + flatten": lambda: pol.token_batch(p.prompts, p.responses),
         "forward": lambda: pol.sequence_logps(p.prompts, p.responses),
         "forward + cache": lambda: pol.sequence_logps(p.prompts, p.responses, return_cache=True),
         "estimate + loss": lambda: kto_loss(

@@ -24,18 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_namespace
+from .backend import array_namespace, dtype_name, refuse_masked, to_numpy
+from .backend import describe as _describe
 
 # ------------------------------------------------------------------------------------------
 # Python numbers
-
-
-def _describe(x: Any) -> str:
-    shape = getattr(x, "shape", None)
-    dtype = getattr(x, "dtype", None)
-    if shape is not None:
-        return f"an array of shape {tuple(shape)} and dtype {dtype}"
-    return f"{type(x).__name__} {x!r}"
 
 
 def _is_bool_or_complex(value: Any) -> bool:
@@ -80,7 +73,7 @@ def integer(
 ) -> int:
     """Return ``value`` as a Python int (``bool`` refused), at least ``minimum`` if given.
 
-    A wrong type is a ``wrong_type`` (``TypeError`` unless a caller has always said
+    A wrong type raises ``wrong_type`` (``TypeError`` by default; :mod:`minikto.exact` raises
     ``ValueError``), a value below ``minimum`` a ``ValueError``; both say
     ``"<name>: expected <what>; got ..."``.
     """
@@ -123,12 +116,32 @@ def token_or_none(value: Any, name: str, vocab_size: int) -> int | None:
     return int(value)
 
 
+def same_response_space(value: Any, name: str, like: Any, owner: str) -> None:
+    """Refuse a policy ``value`` unless its vocabulary, prompts and end token are those of
+    ``like`` (a policy or a task), named ``owner`` ("the task's", "policy's").
+
+    A log-ratio of two policies over different response spaces compares different
+    distributions; a policy of another task scores responses the task cannot make.
+    """
+    for attr in ("vocab_size", "num_prompts", "eos_token"):
+        want, got = getattr(like, attr), getattr(value, attr, None)
+        if want != got:
+            raise ValueError(f"{name}: expected {owner} {attr}, {want}; got {got}")
+
+
+def at_least_two_examples(count: int, name: str, *, where: str = "", detail: str = "") -> None:
+    """Refuse fewer than 2 examples: the batch estimate of z0 pairs each prompt with ANOTHER
+    example's response. ``where`` (" per batch") and ``detail`` complete the message."""
+    if count < 2:
+        raise ValueError(f"{name}: expected at least 2 examples{where}; got {count}{detail}")
+
+
 _FLOAT32_MAX, _FLOAT64_MAX = float(np.finfo(np.float32).max), float(np.finfo(np.float64).max)
 
 
 def _largest(dtype: Any) -> float:
     """The largest finite value of a floating dtype (float32 or float64)."""
-    return _FLOAT32_MAX if "float32" in str(dtype) else _FLOAT64_MAX
+    return _FLOAT32_MAX if dtype_name(dtype) == "float32" else _FLOAT64_MAX
 
 
 def loss_weights(
@@ -146,7 +159,7 @@ def loss_weights(
         "undesirable_weight": scalar(undesirable_weight, "undesirable_weight", nonnegative=True),
     }
     largest = _largest(dtype)
-    kind = "float32" if largest == _FLOAT32_MAX else "float64"
+    kind = dtype_name(dtype)
     if beta > largest:
         raise ValueError(f"beta: expected a number the loss's dtype {kind} holds; got {beta}")
     for name, value in weights.items():
@@ -158,16 +171,16 @@ def loss_weights(
     return beta, weights["desirable_weight"], weights["undesirable_weight"]
 
 
-def bounded_product(scale: float, x: Any, xp: ModuleType, knob: str) -> None:
-    """Refuse a ``scale`` (the knob ``knob``) whose product with the array ``x`` would
+def bounded_product(scale: float, x: Any, xp: ModuleType, name: str) -> None:
+    """Refuse a ``scale`` (the argument ``name``) whose product with the array ``x`` would
     overflow ``x``'s dtype, before the product is taken (so no warning, no inf, no NaN)."""
     largest = float(xp.max(xp.abs(x)))
     limit = _largest(x.dtype)
     if scale * largest > limit:
         raise ValueError(
-            f"{knob}: expected a value whose product with the log-ratios stays finite in "
-            f"{str(x.dtype).rsplit('.', 1)[-1]} (at most {limit:.3g}); got {knob} = {scale} "
-            f"times |log-ratio| up to {largest:.3g} (use a smaller {knob})"
+            f"{name}: expected a value whose product with the log-ratios stays finite in "
+            f"{dtype_name(x.dtype)} (at most {limit:.3g}); got {name} = {scale} "
+            f"times |log-ratio| up to {largest:.3g} (use a smaller {name})"
         )
 
 
@@ -175,32 +188,30 @@ def bounded_product(scale: float, x: Any, xp: ModuleType, knob: str) -> None:
 # Arrays of log-probabilities and labels
 
 
-def refuse_masked(x: Any, name: str) -> None:
-    if isinstance(x, np.ma.MaskedArray):
+def is_of(x: Any, xp: ModuleType) -> bool:
+    """Whether ``x`` is an array of the namespace ``xp``."""
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        return False
+    try:
+        return array_namespace(x) is xp
+    except TypeError:
+        return False
+
+
+def same_library(x: Any, name: str, xp: ModuleType, like: str) -> None:
+    """Refuse an array ``x`` that is not of the namespace ``xp`` (described by ``like``)."""
+    if not is_of(x, xp):
         raise TypeError(
-            f"{name}: expected a plain array; got a masked array (masked entries would count "
-            "in some sums and not in others): drop or fill them first, e.g. x.compressed()"
+            f"{name}: expected an array of {like}; got {type(x).__module__}.{type(x).__name__}"
         )
-
-
-def namespace_of(**arrays: Any) -> ModuleType:
-    """The one array namespace of the named arrays; a non-array is a TypeError naming it.
-
-    A 0-d ``z0`` may also be a Python number (skip it by passing None). Masked arrays are
-    refused.
-    """
-    for name, x in arrays.items():
-        if x is not None and not (hasattr(x, "shape") and hasattr(x, "dtype")):
-            raise TypeError(f"{name}: expected an array (NumPy, CuPy, ...); got {_describe(x)}")
-        refuse_masked(x, name)
-    return array_namespace(*arrays.values())
 
 
 def same_dtype(x: Any, name: str, dtype: Any, like: str) -> None:
     """Refuse ``x`` unless its dtype is ``dtype`` (the dtype of the argument ``like``)."""
     if x.dtype != dtype:
-        want, got = (str(d).rsplit(".", 1)[-1] for d in (dtype, x.dtype))
-        raise TypeError(f"{name}: expected dtype {want} like {like}; got {got}")
+        raise TypeError(
+            f"{name}: expected dtype {dtype_name(dtype)} like {like}; got {dtype_name(x.dtype)}"
+        )
 
 
 def float_vector(x: Any, name: str, xp: ModuleType, *, length: int | None = None) -> Any:
@@ -208,13 +219,8 @@ def float_vector(x: Any, name: str, xp: ModuleType, *, length: int | None = None
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{name}: expected a 1-d floating array; got {_describe(x)}")
     refuse_masked(x, name)
-    if array_namespace(x) is not xp:
-        raise TypeError(
-            f"{name}: expected an array of the same library as the other arguments "
-            f"({xp.__name__}); got {type(x).__module__}.{type(x).__name__}"
-        )
-    native = type(x) is np.ndarray  # a dtype test without the namespace's wrappers
-    if not (x.dtype.kind == "f" if native else xp.isdtype(x.dtype, "real floating")):
+    same_library(x, name, xp, f"the same library as the other arguments ({xp.__name__})")
+    if not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{name}: expected a floating dtype (float32/float64); got {x.dtype}")
     if x.ndim != 1:
         raise ValueError(f"{name}: expected shape (B,); got shape {tuple(x.shape)}")
@@ -235,11 +241,7 @@ def bool_vector(x: Any, name: str, xp: ModuleType, *, length: int) -> Any:
             f"{name}: expected a boolean array of shape ({length},); got {_describe(x)}"
         )
     refuse_masked(x, name)
-    if array_namespace(x) is not xp:
-        raise TypeError(
-            f"{name}: expected an array of the same library as the other arguments "
-            f"({xp.__name__}); got {type(x).__module__}.{type(x).__name__}"
-        )
+    same_library(x, name, xp, f"the same library as the other arguments ({xp.__name__})")
     if x.dtype != xp.bool:
         raise TypeError(f"{name}: expected a boolean array (True = desirable); got dtype {x.dtype}")
     if tuple(x.shape) != (length,):
@@ -266,7 +268,7 @@ def unpaired_batch(
     A ``z0`` given as an array must be of the same library (it is checked by
     :func:`zero_point`).
     """
-    xp = namespace_of(
+    xp = array_namespace(
         policy_logps=policy_logps,
         reference_logps=reference_logps,
         desirable=desirable,
@@ -280,7 +282,7 @@ def unpaired_batch(
 
 def paired_batch(**logps: Any) -> tuple[Any, int]:
     """The namespace and size B of a paired batch: (B,) log-prob vectors of one dtype."""
-    xp = namespace_of(**logps)
+    xp = array_namespace(**logps)
     return xp, float_vectors(next(iter(logps)), logps, xp)
 
 
@@ -291,13 +293,23 @@ def zero_point(z0: Any, xp: ModuleType, dtype: Any) -> Any:
     refuse_masked(z0, "z0")
     if tuple(z0.shape) != ():
         raise ValueError(f"z0: expected a scalar or 0-d array; got shape {tuple(z0.shape)}")
-    if array_namespace(z0) is not xp:
-        raise TypeError(
-            f"z0: expected an array of {xp.__name__} like policy_logps; "
-            f"got {type(z0).__module__}.{type(z0).__name__}"
-        )
+    same_library(z0, "z0", xp, f"{xp.__name__} like policy_logps")
     if not xp.isdtype(z0.dtype, ("real floating", "integral")):
         raise TypeError(f"z0: expected a real number; got {_describe(z0)}")
     if not bool(xp.isfinite(z0)):
         raise ValueError(f"z0: expected a finite number; got {float(z0)}")
     return xp.astype(z0, dtype)
+
+
+def prompt_ids(prompts: Any, num_prompts: int) -> np.ndarray:
+    """Prompt ids as an int64 NumPy vector (P',) of ids in ``[0, num_prompts)``."""
+    ids = to_numpy(prompts)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"prompts: expected a 1-d array of prompt ids; got shape {ids.shape} "
+            f"and dtype {ids.dtype}"
+        )
+    if ids.size and not (0 <= ids.min() and ids.max() < num_prompts):
+        bad = ids.min() if ids.min() < 0 else ids.max()
+        raise ValueError(f"prompts: expected ids in [0, {num_prompts}); got {int(bad)}")
+    return ids.astype(np.int64)

@@ -11,51 +11,37 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
-from .backend import array_namespace
+from ._checks import is_of, same_library
+from .backend import refuse_masked
 
 
 def token_ids(
-    ids: Any, name: str, xp: ModuleType, backend: str, upper: int, *, ndim: int
+    ids: Any, name: str, xp: ModuleType, backend: str, upper: int, *, ndim: int,
+    padding: bool = False,
 ) -> tuple[Any, int]:
-    """Checked int64 ids of ``xp`` in ``[0, upper)`` (responses: -1 too), and their minimum.
-
-    NumPy arrays take a quick path (a type test and one min/max) instead of the array
-    namespace's general dispatch.
-    """
-    _checks.refuse_masked(ids, name)
-    native = type(ids) is np.ndarray and xp.__name__ == "array_api_compat.numpy"
-    if native:
-        pass
-    elif isinstance(ids, (list, tuple, np.ndarray, np.generic)):
+    """Checked int64 ids of ``xp`` in ``[0, upper)`` (with ``padding``: -1 too), and their
+    minimum."""
+    refuse_masked(ids, name)
+    if isinstance(ids, (list, tuple, np.ndarray, np.generic)) and not is_of(ids, xp):
         ids = xp.asarray(np.asarray(ids))
     elif not hasattr(ids, "dtype"):
         raise TypeError(f"{name}: expected an integer array; got {type(ids).__name__}")
-    elif array_namespace(ids) is not xp:
-        raise TypeError(
-            f"{name}: expected an array of the policy's backend ({backend}); "
-            f"got {type(ids).__module__}.{type(ids).__name__}"
-        )
+    same_library(ids, name, xp, f"the policy's backend ({backend})")
     if ids.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-d array; got shape {tuple(ids.shape)}")
     if ids.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty batch; got shape {tuple(ids.shape)}")
     if any(size == 0 for size in ids.shape):  # (B, 0): no ids to check; refused later
         return ids, 0
-    integral = ids.dtype.kind in "iu" if native else xp.isdtype(ids.dtype, "integral")
-    if not integral:
+    if not xp.isdtype(ids.dtype, "integral"):
         raise TypeError(f"{name}: expected integer ids; got dtype {ids.dtype}")
     if ids.dtype != xp.int64:
         ids = xp.astype(ids, xp.int64)
-        native = False
-    low = -1 if name == "responses" else 0
-    if native:  # the same reductions, without the namespace's wrappers
-        smallest, largest = int(ids.min()), int(ids.max())
-    else:
-        smallest, largest = int(xp.min(ids)), int(xp.max(ids))
+    low = -1 if padding else 0
+    smallest, largest = int(xp.min(ids)), int(xp.max(ids))
     if smallest < low or largest >= upper:
         bad = smallest if smallest < low else largest
-        extra = " (or -1 for padding)" if name == "responses" else ""
+        extra = " (or -1 for padding)" if padding else ""
         raise ValueError(f"{name}: expected ids in [0, {upper}){extra}; got {bad}")
     return ids, smallest
 
@@ -70,7 +56,9 @@ def token_batch(
     token ``eos_token``.
     """
     prompts, _ = token_ids(prompts, "prompts", xp, backend, num_prompts, ndim=1)
-    responses, smallest = token_ids(responses, "responses", xp, backend, vocab_size, ndim=2)
+    responses, smallest = token_ids(
+        responses, "responses", xp, backend, vocab_size, ndim=2, padding=True
+    )
     padded = smallest < 0
     if responses.shape[0] != prompts.shape[0]:
         raise ValueError(
@@ -119,12 +107,8 @@ def upstream_gradient(grad: Any, policy: Any, rows: int) -> Any:
         raise ValueError(
             f"grad_logps: expected shape ({rows},); got {getattr(grad, 'shape', grad)!r}"
         )
-    _checks.refuse_masked(grad, "grad_logps")
-    if array_namespace(grad) is not xp:
-        raise TypeError(
-            f"grad_logps: expected an array of the policy's backend ({backend}); "
-            f"got {type(grad).__module__}.{type(grad).__name__}"
-        )
+    refuse_masked(grad, "grad_logps")
+    same_library(grad, "grad_logps", xp, f"the policy's backend ({backend})")
     if not bool(xp.all(xp.isfinite(grad))):
         bad = int(xp.sum(xp.astype(~xp.isfinite(grad), xp.int64)))
         raise ValueError(f"grad_logps: expected finite values; got {bad} that are not")

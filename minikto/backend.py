@@ -7,11 +7,12 @@ name or from the arrays passed in) and writes, once, the few helpers the standar
 - ``logsumexp`` / ``log_softmax`` / ``softmax``: shift by the row maximum before ``exp``;
 - ``log_sigmoid`` / ``sigmoid``: branch-free forms that never evaluate ``exp`` of a large
   positive number, so logits of +-1e4 give no overflow warning and no NaN;
-- ``scatter_add``: the transpose of a row gather, needed for the gradient of gathered rows.
-  The portable form is a one-hot matrix product; NumPy and CuPy add in place instead.
+- ``scatter_add``: the transpose of a row gather, needed for the gradient of gathered rows,
+  as a one-hot matrix product.
 
 That is all a reader needs. The CPU tuning of a training step (an in-place softmax, BLAS
-sums, blocks of rows sized in bytes) is optional reading in :mod:`minikto.fast`.
+sums, scatters that add in place, blocks of rows sized in bytes) is optional reading in
+:mod:`minikto.fast`.
 
 Nothing else in minikto imports NumPy for arithmetic on model arrays.
 """
@@ -30,13 +31,11 @@ __all__ = [
     "ARRAY_API_VERSION",
     "KNOWN_BACKENDS",
     "array_namespace",
+    "dtype_name",
     "get_namespace",
-    "is_numpy",
-    "is_cupy",
     "log_sigmoid",
     "log_softmax",
     "logsumexp",
-    "native_module",
     "resolve_dtype",
     "scatter_add",
     "sigmoid",
@@ -122,15 +121,28 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(top) is not None
 
 
-def array_namespace(*arrays: Any) -> ModuleType:
-    """Return the one namespace shared by ``arrays`` (``None`` and Python scalars are skipped).
+def array_namespace(*arrays: Any, **named: Any) -> ModuleType:
+    """Return the one namespace shared by the arrays (``None`` and Python scalars are skipped).
+
+    This is minikto's one resolver of the namespace of arrays. Arrays passed by keyword are
+    arguments of a public function: each must be an array (a masked array is refused), and
+    an error names it.
 
     Raises
     ------
     TypeError
-        When the arrays come from two different libraries, naming both.
+        When a named argument is not an array, or the arrays come from two different
+        libraries (naming both).
     """
-    present = [a for a in arrays if a is not None and not isinstance(a, (bool, int, float))]
+    for name, x in named.items():
+        if x is not None and not (hasattr(x, "shape") and hasattr(x, "dtype")):
+            raise TypeError(f"{name}: expected an array (NumPy, CuPy, ...); got {describe(x)}")
+        refuse_masked(x, name)
+    present = [
+        a
+        for a in (*arrays, *named.values())
+        if a is not None and not isinstance(a, (bool, int, float))
+    ]
     if all(type(a) is np.ndarray or isinstance(a, np.generic) for a in present):
         return np_compat  # plain NumPy (or nothing): a type test instead of the general walk
     try:
@@ -143,20 +155,32 @@ def array_namespace(*arrays: Any) -> ModuleType:
         ) from err
 
 
-def is_numpy(xp: ModuleType) -> bool:
-    """True when ``xp`` is NumPy (plain or wrapped by array-api-compat)."""
-    return array_api_compat.is_numpy_namespace(xp)
+def refuse_masked(x: Any, name: str) -> None:
+    """Refuse a NumPy masked array (its masked entries would count in some sums only)."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name}: expected a plain array; got a masked array (masked entries would count "
+            "in some sums and not in others): drop or fill them first, e.g. x.compressed()"
+        )
 
 
-def is_cupy(xp: ModuleType) -> bool:
-    """True when ``xp`` is CuPy (plain or wrapped by array-api-compat)."""
-    return array_api_compat.is_cupy_namespace(xp)
+def describe(x: Any) -> str:
+    """What came, for an error message: an array's shape and dtype, or a value's type."""
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return f"an array of shape {tuple(shape)} and dtype {getattr(x, 'dtype', None)}"
+    return f"{type(x).__name__} {x!r}"
+
+
+def dtype_name(dtype: Any) -> str:
+    """The short name of a dtype of any backend: ``"float32"``, ``"int64"``, ``"bool"``..."""
+    name = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype)
+    return str(name).rsplit(".", 1)[-1]
 
 
 def resolve_dtype(xp: ModuleType, dtype: Any) -> Any:
     """Return the floating dtype object of ``xp`` named by ``dtype`` ("float32"/"float64")."""
-    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", str(dtype))
-    name = str(name).rsplit(".", 1)[-1]
+    name = dtype if isinstance(dtype, str) else dtype_name(dtype)
     if name not in ("float32", "float64"):
         raise ValueError(f"dtype: expected 'float32' or 'float64'; got {dtype!r}")
     return getattr(xp, name)
@@ -220,33 +244,17 @@ def sigmoid(x: Any) -> Any:
     return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def native_module(xp: ModuleType) -> ModuleType | None:
-    """The plain ``numpy`` or ``cupy`` module behind ``xp`` (for in-place writes), or None.
-
-    The array API standard has no ``out=`` arguments and no in-place scatter; NumPy and CuPy
-    have both. A helper takes its native body only when this returns a module.
-    """
-    if is_numpy(xp):
-        return np
-    if is_cupy(xp):  # pragma: no cover - needs a GPU
-        import cupy
-
-        return cupy
-    return None
-
-
 # ------------------------------------------------------------------------------------------
 # Scatter-add: the gradient of a row gather
-
-#: Below this many buckets NumPy scatters with a one-hot matrix product (BLAS, every core);
-#: above it, with one unbuffered ``add.at`` on the flattened arrays.
-ONEHOT_SCATTER_ROWS = 128
 
 
 def scatter_add(values: Any, index: Any, num_rows: int) -> Any:
     """Sum the rows of ``values`` into ``num_rows`` buckets: ``out[index[n]] += values[n]``.
 
-    This is the backward pass of ``xp.take(table, index, axis=0)``.
+    This is the backward pass of ``xp.take(table, index, axis=0)``: the one-hot matrix
+    product ``onehot(index).T @ values`` with ``onehot[n, r] = (index[n] == r)``. It costs
+    ``N * num_rows * K`` multiply-adds and needs only the standard;
+    :func:`minikto.fast.kernels.scatter_add` adds in place instead (``N * K``).
 
     Parameters
     ----------
@@ -257,32 +265,7 @@ def scatter_add(values: Any, index: Any, num_rows: int) -> Any:
     Returns
     -------
     array, shape (num_rows, K)
-
-    Notes
-    -----
-    The portable form is the matrix product ``onehot(index).T @ values`` with
-    ``onehot[n, r] = (index[n] == r)``; it costs ``N * num_rows * K`` but needs only the
-    standard, and NumPy uses it too while ``num_rows <= ONEHOT_SCATTER_ROWS`` (BLAS does
-    those multiply-adds faster than any scatter). For more buckets NumPy adds the values
-    one by one into the flattened output with ``np.add.at`` (``out[index[n] * K + k]``),
-    which costs ``N * K``; CuPy uses ``cupyx.scatter_add`` (atomic adds on the GPU).
     """
-    nx = native_module(array_namespace(values, index))
-    if nx is np:
-        if num_rows > ONEHOT_SCATTER_ROWS:
-            width = values.shape[1]
-            out = np.zeros(num_rows * width, dtype=values.dtype)
-            flat = (index[:, None] * width + np.arange(width)).reshape(-1)
-            np.add.at(out, flat, values.reshape(-1))
-            return out.reshape(num_rows, width)
-        onehot = (index[None, :] == np.arange(num_rows)[:, None]).astype(values.dtype)
-        return onehot @ values
-    if nx is not None:  # pragma: no cover - CuPy, needs a GPU
-        import cupyx
-
-        out = nx.zeros((num_rows, values.shape[1]), dtype=values.dtype)
-        cupyx.scatter_add(out, index, values)
-        return out
     xp = array_namespace(values, index)
     rows = xp.arange(num_rows, dtype=index.dtype)
     onehot = xp.astype(index[None, :] == rows[:, None], values.dtype)  # (num_rows, N)

@@ -112,25 +112,10 @@ def exact_kl(policy: Any, reference: Any, prompts: Any, length: int) -> Any:
     -------
     array, shape (P',), each entry >= 0 (up to rounding).
     """
-    if policy.vocab_size != reference.vocab_size or policy.eos_token != reference.eos_token:
-        raise ValueError(
-            "reference: expected the same vocabulary size and end token as policy; got "
-            f"V={reference.vocab_size}, eos={reference.eos_token} against "
-            f"V={policy.vocab_size}, eos={policy.eos_token}"
-        )
+    _checks.same_response_space(reference, "reference", policy, "the policy's")
     _checks.integer(length, "length", minimum=1, what="a positive int (T)", wrong_type=ValueError)
-    xp = policy.xp
-    v = policy.vocab_size
-    prompt_ids = to_numpy(prompts)
-    if prompt_ids.ndim != 1 or not np.issubdtype(prompt_ids.dtype, np.integer):
-        raise ValueError(
-            f"prompts: expected a 1-d array of prompt ids; got shape {prompt_ids.shape} "
-            f"and dtype {prompt_ids.dtype}"
-        )
-    if prompt_ids.size and not (0 <= prompt_ids.min() and prompt_ids.max() < policy.num_prompts):
-        bad = prompt_ids.min() if prompt_ids.min() < 0 else prompt_ids.max()
-        raise ValueError(f"prompts: expected ids in [0, {policy.num_prompts}); got {int(bad)}")
-    prompt_ids = prompt_ids.astype(np.int64)
+    prompt_ids = _checks.prompt_ids(prompts, policy.num_prompts)  # int64 NumPy (P',)
+    xp, v = policy.xp, policy.vocab_size
     n_prompts = prompt_ids.shape[0]
     # every (prompt, state) pair: states 0..V-1 and BOS = V
     p_ids = xp.asarray(np.repeat(prompt_ids, v + 1))
@@ -154,21 +139,19 @@ def exact_kl(policy: Any, reference: Any, prompts: Any, length: int) -> Any:
 
 # ------------------------------------------------------------------------------------------
 # Exact evaluation of a policy on a toy task
-#
-# Exact evaluation, which only a toy allows: no sampling, no reward model, no noise.
-#
-# For every prompt the whole response space is enumerated once (a few hundred responses), the
-# hidden utility of each is tabulated, and a policy is scored by exact sums:
-#
-# - ``expected_utility``: the mean over prompts of ``E_{y ~ pi(.|x)}[u(x, y)]``;
-# - ``kl_to_reference``: the mean over prompts of the exact sequence
-#   ``KL(pi(.|x) || pi_ref(.|x))`` (:func:`minikto.exact.exact_kl`);
-# - ``desirable_mass``: the mean over prompts of the probability of a response whose utility
-#   is above the threshold (what a thumbs-up labeller with that threshold would accept).
 
 
 class ExactEvaluator:
-    """Scores policies on a toy task exactly.
+    """Scores policies on a toy task exactly: no sampling, no reward model, no noise.
+
+    The whole response space is enumerated once per prompt (a few hundred responses) and
+    the hidden utility of each is tabulated; a policy is then scored by exact sums:
+
+    - ``expected_utility``: the mean over prompts of ``E_{y ~ pi(.|x)}[u(x, y)]``;
+    - ``kl_to_reference``: the mean over prompts of the exact sequence
+      ``KL(pi(.|x) || pi_ref(.|x))`` (:func:`exact_kl`);
+    - ``desirable_mass``: the mean over prompts of the probability of a response whose
+      utility is above the threshold (what a thumbs-up labeller with that threshold accepts).
 
     Parameters
     ----------
@@ -188,13 +171,7 @@ class ExactEvaluator:
                 f"task: expected a ToyTask (with {', '.join(needed)}); got "
                 f"{type(task).__name__}, which lacks {', '.join(missing)}"
             )
-        if (getattr(reference, "vocab_size", None), getattr(reference, "num_prompts", None),
-                getattr(reference, "eos_token", None)) != (
-                task.vocab_size, task.num_prompts, task.eos_token):
-            raise ValueError(
-                f"reference: expected a policy of the task (V={task.vocab_size}, "
-                f"P={task.num_prompts}, eos={task.eos_token}); got {reference!r}"
-            )
+        _checks.same_response_space(reference, "reference", task, "the task's")
         self.task = task
         self.reference = reference
         self.space = response_space(task.vocab_size, task.max_length, task.eos_token)  # (N, T)

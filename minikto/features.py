@@ -8,13 +8,7 @@ Both maps expose the same methods:
 - ``logits(params, prompts, states)`` -> (N, V) logits for N (prompt, state) pairs;
 - ``backward(params, grad_logits, prompts, states)`` -> dict of gradients, same keys.
 
-and the same three in the form the policy's training step uses, which lets it work on a
-block of rows at a time and compute what the rows share only once:
-
-- ``context(params, prompts, states)`` -> what the logits are computed from (the ids
-  themselves for the table, the hidden vectors ``h`` for the embeddings);
-- ``logits_rows(params, context, rows, out=None)`` -> the (n, V) logits of ``rows`` (a slice);
-- ``backward_rows(params, grad_logits, context, rows)`` -> those rows' gradient contributions.
+(:mod:`minikto.fast.blocks` computes the same by blocks of rows for large batches.)
 
 A *state* is the previous token id in ``[0, V)`` or the begin-of-response state ``V``.
 
@@ -24,8 +18,7 @@ A *state* is the previous token id in ``[0, V)`` or the begin-of-response state 
 
 ``DenseFeatures`` (width d):
     fixed random embeddings ``h = E_prompt[x] + E_state[s]`` (not trained) feed a trainable
-    output layer: ``logits = h @ weight``; backward ``d weight = h.T @ grad_logits``. ``h``
-    is computed once per batch and serves the forward and the backward pass.
+    output layer: ``logits = h @ weight``; backward ``d weight = h.T @ grad_logits``.
 """
 
 from __future__ import annotations
@@ -36,7 +29,6 @@ import numpy as np
 
 from . import _checks
 from .backend import scatter_add
-from .fast.kernels import matmul
 
 
 class OneHotFeatures:
@@ -67,26 +59,6 @@ class OneHotFeatures:
             "prev": scatter_add(grad_logits, states, self.vocab_size + 1),
         }
 
-    # -- by blocks of rows (the training step) -------------------------------------------
-
-    def context(self, xp: Any, params: dict, prompts: Any, states: Any) -> tuple[Any, Any]:
-        """The ids themselves: a table lookup needs nothing else."""
-        return prompts, states
-
-    def logits_rows(
-        self, xp: Any, params: dict, context: tuple[Any, Any], rows: slice, out: Any = None
-    ) -> Any:
-        """(n, V) logits of ``rows`` (``out`` is not used: the sum of two gathers is new)."""
-        prompts, states = context
-        return self.logits(xp, params, prompts[rows], states[rows])
-
-    def backward_rows(
-        self, xp: Any, params: dict, grad_logits: Any, context: tuple[Any, Any], rows: slice
-    ) -> dict:
-        """The gradient contributions of ``rows`` (grad_logits holds those rows only)."""
-        prompts, states = context
-        return self.backward(xp, params, grad_logits, prompts[rows], states[rows])
-
 
 class DenseFeatures:
     """Fixed random embeddings of width d and a trainable (d, V) output layer."""
@@ -108,7 +80,7 @@ class DenseFeatures:
         scale = 1.0 / np.sqrt(2.0 * width)  # so that h = E_p[x] + E_s[s] has E|h|^2 = 1
         self.prompt_embedding = scale * rng.standard_normal((num_prompts, width))  # (P, d)
         self.state_embedding = scale * rng.standard_normal((vocab_size + 1, width))  # (V+1, d)
-        self._on: dict[Any, tuple[Any, Any]] = {}
+        self._tables_on_backend: dict[Any, tuple[Any, Any]] = {}
 
     def init_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {"weight": self.init_std * rng.standard_normal((self.width, self.vocab_size))}
@@ -116,12 +88,12 @@ class DenseFeatures:
     def embeddings(self, xp: Any, dtype: Any) -> tuple[Any, Any]:
         """The fixed embedding tables moved to ``xp`` once (cached per namespace and dtype)."""
         key = (xp.__name__, str(dtype))
-        if key not in self._on:
-            self._on[key] = (
+        if key not in self._tables_on_backend:
+            self._tables_on_backend[key] = (
                 xp.asarray(self.prompt_embedding, dtype=dtype),
                 xp.asarray(self.state_embedding, dtype=dtype),
             )
-        return self._on[key]
+        return self._tables_on_backend[key]
 
     def hidden(self, xp: Any, params: dict, prompts: Any, states: Any) -> Any:
         """(N, d) = E_prompt[prompts] + E_state[states]."""
@@ -135,22 +107,6 @@ class DenseFeatures:
     def backward(self, xp: Any, params: dict, grad_logits: Any, prompts: Any, states: Any) -> dict:
         """d weight = hidden.T @ grad_logits, shape (d, V)."""
         return {"weight": self.hidden(xp, params, prompts, states).T @ grad_logits}
-
-    # -- by blocks of rows (the training step) -------------------------------------------
-
-    def context(self, xp: Any, params: dict, prompts: Any, states: Any) -> Any:
-        """The hidden vectors h, shape (N, d), computed once for the whole batch."""
-        return self.hidden(xp, params, prompts, states)
-
-    def logits_rows(self, xp: Any, params: dict, context: Any, rows: slice, out: Any = None) -> Any:
-        """(n, V) = h[rows] @ weight, written into ``out`` (n, V) when the backend can."""
-        return matmul(context[rows, :], params["weight"], out=out)
-
-    def backward_rows(
-        self, xp: Any, params: dict, grad_logits: Any, context: Any, rows: slice
-    ) -> dict:
-        """d weight contribution of ``rows``: h[rows].T @ grad_logits, shape (d, V)."""
-        return {"weight": context[rows, :].T @ grad_logits}
 
 
 def make_features(

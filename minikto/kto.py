@@ -157,7 +157,7 @@ def kl_estimate(kl_policy_logps: Any, kl_reference_logps: Any) -> KLEstimate:
     gradient is used only by the ``"batch-grad"`` mode.
     """
     logps = {"kl_policy_logps": kl_policy_logps, "kl_reference_logps": kl_reference_logps}
-    xp = _checks.namespace_of(**logps)
+    xp = array_namespace(**logps)
     batch = _checks.float_vectors("kl_policy_logps", logps, xp)
     mean = xp.mean(kl_policy_logps - kl_reference_logps)
     zero = xp.zeros_like(mean)
@@ -183,10 +183,10 @@ def mismatched_indices(batch_size: int, xp: Any = None) -> Any:
     integer array, shape (B,)
     """
     batch_size = _checks.integer(batch_size, "batch_size")
-    if batch_size < 2:
-        raise ValueError(
-            "batch_size: the batch estimate of z0 pairs each prompt with ANOTHER example's "
-            f"response, so it needs at least 2 examples; got {batch_size}"
-        )
+    _checks.at_least_two_examples(
+        batch_size,
+        "batch_size",
+        detail=" (the batch estimate of z0 pairs each prompt with ANOTHER example's response)",
+    )
     xp = xp if xp is not None else array_namespace()
     return xp.roll(xp.arange(batch_size), 1)

@@ -23,8 +23,8 @@ unlikelihood training) needs no function of its own: it is ``kto_loss(..., z0=0.
 It is also EXACTLY the APO-zero unpaired loss. With ``z0 = 0`` KTO's undesirable loss is
 ``1 - sigma(beta (0 - r)) = 1 - sigma(-beta r) = sigma(beta r)`` and its desirable loss is
 ``1 - sigma(beta r)``: the two formulas coincide term by term, weights included, and so do
-their gradients. :func:`apo_zero_unpaired_loss` is kept as a separate function so that its
-code reads like the APO/TRL formula it implements, and the tests check the identity.
+their gradients. :func:`apo_zero_unpaired_loss` is therefore that call of
+:func:`~minikto.kto.kto_loss`; the tests check it against the APO/TRL formula written out.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from . import _checks
-from .backend import log_sigmoid
+from .backend import array_namespace, log_sigmoid
+from .kto import kto_loss
 
 __all__ = ["APOZeroLoss", "DPOLoss", "SFTLoss", "apo_zero_unpaired_loss", "dpo_loss", "sft_loss"]
 
@@ -196,7 +197,7 @@ def sft_loss(policy_logps: Any, desirable: Any) -> SFTLoss:
     .. math:: \frac{\partial L}{\partial \log\pi(y_i|x_i)} = -\frac{1}{n_D} \;(i \in D),
               \qquad 0 \;(i \notin D).
     """
-    xp = _checks.namespace_of(policy_logps=policy_logps, desirable=desirable)
+    xp = array_namespace(policy_logps=policy_logps, desirable=desirable)
     batch = _checks.float_vector(policy_logps, "policy_logps", xp).shape[0]
     _checks.bool_vector(desirable, "desirable", xp, length=batch)
     num_desirable = int(xp.sum(xp.astype(desirable, xp.int64)))
@@ -265,35 +266,29 @@ def apo_zero_unpaired_loss(
 
     Desirable responses are pushed above the reference (:math:`r > 0`), undesirable ones
     below it, with no KL reference point. Writing :math:`s_i = \pm 1` for a
-    desirable/undesirable example, both cases are :math:`\ell_i = \lambda_i \sigma(-s_i u_i)`,
-    evaluated as :math:`\lambda_i \exp(\log\sigma(-s_i u_i))`. This is exactly KTO's loss
-    with :math:`z_0 = 0` (see the module docstring).
+    desirable/undesirable example, both cases are :math:`\ell_i = \lambda_i \sigma(-s_i u_i)`:
+    exactly KTO's loss with :math:`z_0 = 0` (see the module docstring), and computed as that
+    call of :func:`~minikto.kto.kto_loss`.
 
     Gradient. Since :math:`\sigma'(u) = \sigma(u)\sigma(-u)`,
 
     .. math:: \frac{\partial L}{\partial r_i}
               = -\frac{1}{B} \lambda_i s_i \beta \, \sigma(u_i)\sigma(-u_i),
 
-    computed as :math:`\exp(\log\sigma(u) + \log\sigma(-u))`, and
-    ``d r_i / d policy_logps_i = 1``.
+    KTO's gradient at :math:`z_0 = 0`, and ``d r_i / d policy_logps_i = 1``.
     """
-    xp, batch = _checks.unpaired_batch(policy_logps, reference_logps, desirable)
-    dtype = policy_logps.dtype
-    beta, w_d, w_u = _checks.loss_weights(beta, desirable_weight, undesirable_weight, dtype)
-
-    sign = xp.where(desirable, xp.asarray(1.0, dtype=dtype), xp.asarray(-1.0, dtype=dtype))
-    weight = xp.where(desirable, xp.asarray(w_d, dtype=dtype), xp.asarray(w_u, dtype=dtype))
-    logratios = policy_logps - reference_logps
-    _checks.bounded_product(beta, logratios, xp, "beta")
-    u = beta * logratios
-
-    # forward: l_i = lambda_i * sigmoid(-s_i u_i)  (1 - sigmoid(u) if desirable, sigmoid(u) if not)
-    log_sig_pos = log_sigmoid(u)
-    log_sig_neg = log_sigmoid(-u)
-    losses = weight * xp.exp(xp.where(desirable, log_sig_neg, log_sig_pos))
-    loss = xp.mean(losses)
-
-    # backward: dL/dr_i = -(1/B) lambda_i s_i beta sigmoid(u_i) sigmoid(-u_i)
-    grad = -(weight * sign * beta / batch) * xp.exp(log_sig_pos + log_sig_neg)
-
-    return APOZeroLoss(loss=loss, losses=losses, grad_policy_logps=grad, rewards=u)
+    kto = kto_loss(
+        policy_logps,
+        reference_logps,
+        desirable,
+        0.0,
+        beta=beta,
+        desirable_weight=desirable_weight,
+        undesirable_weight=undesirable_weight,
+    )
+    return APOZeroLoss(
+        loss=kto.loss,
+        losses=kto.losses,
+        grad_policy_logps=kto.grad_policy_logps,
+        rewards=kto.rewards,
+    )

@@ -31,7 +31,7 @@ batch estimate still costs one extra forward pass on the mismatched pairs, and n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,12 +39,14 @@ from . import _checks
 from .backend import to_numpy
 from .exact import exact_kl
 from .kto import KTOLoss, kl_estimate, kto_loss, mismatched_indices
-from .policy import SoftmaxPolicy
+from .policy import SoftmaxPolicy, TokenBatch
 
 __all__ = [
     "Z0_MODES",
     "FlatObjective",
     "ObjectiveResult",
+    "batch_objective",
+    "check_max_length",
     "check_policy_pair",
     "kto_objective",
     "validate_z0_mode",
@@ -126,76 +128,180 @@ def kto_objective(
     Returns
     -------
     ObjectiveResult
+
+    Notes
+    -----
+    The arguments are checked here, once: the policy pair, the mode, the token batch (into
+    a :class:`~minikto.policy.TokenBatch`), the labels and ``max_length``; then
+    :func:`batch_objective` computes the objective (the training step calls it directly
+    with the batches checked when the data were loaded). The loss checks its own inputs.
     """
     check_policy_pair(policy, reference)
-    xp = policy.xp
-    mode = validate_z0_mode(z0)
-    desirable = _labels(desirable, xp)
-    if backward:
-        policy_logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
-    else:
-        policy_logps, cache = policy.sequence_logps(prompts, responses), None
-    batch = policy_logps.shape[0]
+    z0 = validate_z0_mode(z0)
+    batch = policy.token_batch(prompts, responses)
     if max_length is not None:
-        checked = cache.batch if cache is not None else policy._batch(prompts, responses)
-        _longest_within(checked, _checks.positive_int(max_length, "max_length"), xp)
-    if reference_logps is None:
-        reference_logps = reference.sequence_logps(prompts, responses)
+        check_max_length(batch, _checks.positive_int(max_length, "max_length"), policy.xp)
+    return batch_objective(
+        policy,
+        reference,
+        batch,
+        _labels(desirable, policy.xp),
+        z0=z0,
+        beta=beta,
+        desirable_weight=desirable_weight,
+        undesirable_weight=undesirable_weight,
+        reference_logps=reference_logps,
+        kl_reference_logps=kl_reference_logps,
+        max_length=max_length,
+        fixed_z0=fixed_z0,
+        backward=backward,
+    )
 
-    kl_mean = None
-    kl_grad_pieces = None
-    if fixed_z0 is not None and mode != "batch-grad":
-        z0_value = xp.asarray(fixed_z0, dtype=policy.dtype)
-    elif mode in ("batch", "batch-grad"):
-        idx = mismatched_indices(batch, xp)
-        kl_responses = xp.take(policy._checked_batch(prompts, responses)[1], idx, axis=0)
-        wants_grad = mode == "batch-grad" and backward
-        kl_out = policy.sequence_logps(prompts, kl_responses, return_cache=wants_grad)
-        kl_policy_logps, kl_cache = kl_out if wants_grad else (kl_out, None)
-        if kl_reference_logps is None:
-            kl_reference_logps = reference.sequence_logps(prompts, kl_responses)
-        estimate = kl_estimate(kl_policy_logps, kl_reference_logps)
-        z0_value = estimate.z0
-        kl_mean = xp.mean(kl_policy_logps - kl_reference_logps)
-        if wants_grad:
-            kl_grad_pieces = (kl_responses, kl_cache, estimate.grad_kl_policy_logps)
-    elif mode == "exact":
-        length = responses.shape[1] if max_length is None else max_length
-        z0_value = xp.mean(exact_kl(policy, reference, prompts, length))
-    elif mode == "zero":
-        z0_value = xp.asarray(0.0, dtype=policy.dtype)
+
+def batch_objective(
+    policy: Any,
+    reference: Any,
+    batch: TokenBatch,
+    desirable: Any,
+    *,
+    z0: str | float = "batch",
+    beta: float = 0.1,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+    reference_logps: Any = None,
+    kl_reference_logps: Any = None,
+    max_length: int | None = None,
+    fixed_z0: Any = None,
+    backward: bool = True,
+) -> ObjectiveResult:
+    """:func:`kto_objective` of a checked :class:`~minikto.policy.TokenBatch` (the math).
+
+    ``policy`` and ``reference`` must be a pair :func:`check_policy_pair` accepts and
+    ``batch`` checked for them; ``max_length`` is only the T of ``"exact"`` here.
+    """
+    xp = policy.xp
+    if backward:
+        policy_logps, cache = policy.batch_logps(batch, return_cache=True)
     else:
-        z0_value = xp.asarray(mode, dtype=policy.dtype)
+        policy_logps, cache = policy.batch_logps(batch), None
+    if reference_logps is None:
+        reference_logps = reference.batch_logps(batch)
+
+    if fixed_z0 is not None and z0 != "batch-grad":
+        point = ReferencePoint(xp.asarray(fixed_z0, dtype=policy.dtype))
+    else:
+        mode = z0 if isinstance(z0, str) else "number"
+        point = REFERENCE_POINTS[mode](
+            policy,
+            reference,
+            batch,
+            z0=z0,
+            backward=backward,
+            max_length=max_length,
+            kl_reference_logps=kl_reference_logps,
+        )
 
     out = kto_loss(
         policy_logps,
         reference_logps,
         desirable,
-        z0_value,
+        point.z0,
         beta=beta,
         desirable_weight=desirable_weight,
         undesirable_weight=undesirable_weight,
     )
     grads = None
     if backward:
-        grads = policy.sequence_logps_backward(
-            prompts, responses, out.grad_policy_logps, cache=cache
-        )
-    if kl_grad_pieces is not None:
-        kl_responses, kl_cache, dz0_dkl = kl_grad_pieces
-        kl_grads = policy.sequence_logps_backward(
-            prompts, kl_responses, out.grad_z0 * dz0_dkl, cache=kl_cache
-        )
+        grads = policy.batch_logps_backward(batch, out.grad_policy_logps, cache=cache)
+    if point.z0_gradient is not None:  # "batch-grad": the chain rule through z0 as well
+        kl_batch, kl_cache, dz0_dkl = point.z0_gradient
+        kl_grads = policy.batch_logps_backward(kl_batch, out.grad_z0 * dz0_dkl, cache=kl_cache)
         grads = {k: grads[k] + kl_grads[k] for k in grads}
     return ObjectiveResult(
         loss=out.loss,
         grads=grads,
-        z0=z0_value,
+        z0=point.z0,
         kto=out,
         policy_logps=policy_logps,
         reference_logps=reference_logps,
-        kl_logratio_mean=kl_mean,
+        kl_logratio_mean=point.kl_logratio_mean,
     )
+
+
+# ------------------------------------------------------------------------------------------
+# The reference point z0, one function per mode
+
+
+class ReferencePoint(NamedTuple):
+    """What a z0 mode returns."""
+
+    z0: Any  #: 0-d, the reference point
+    kl_logratio_mean: Any = None  #: 0-d, the mismatched log-ratios' mean before the clamp
+    #: ("batch-grad" only) the mismatched batch, its cache and dz0 / d kl_policy_logps
+    z0_gradient: tuple | None = None
+
+
+def _batch_estimate(
+    policy: Any,
+    reference: Any,
+    batch: TokenBatch,
+    *,
+    z0: str,
+    backward: bool,
+    kl_reference_logps: Any,
+    **_: Any,
+) -> ReferencePoint:
+    """``"batch"`` and ``"batch-grad"``: :func:`~minikto.kto.kl_estimate` on the mismatched
+    pairs, prompt x_i with response y_{i-1}."""
+    xp = policy.xp
+    rows = xp.arange(batch.rows)
+    kl_batch = batch.take(rows, responses_of=mismatched_indices(batch.rows, xp))
+    with_grad = z0 == "batch-grad" and backward
+    if with_grad:
+        kl_policy_logps, kl_cache = policy.batch_logps(kl_batch, return_cache=True)
+    else:
+        kl_policy_logps, kl_cache = policy.batch_logps(kl_batch), None
+    if kl_reference_logps is None:
+        kl_reference_logps = reference.batch_logps(kl_batch)
+    estimate = kl_estimate(kl_policy_logps, kl_reference_logps)
+    return ReferencePoint(
+        z0=estimate.z0,
+        kl_logratio_mean=xp.mean(kl_policy_logps - kl_reference_logps),
+        z0_gradient=(kl_batch, kl_cache, estimate.grad_kl_policy_logps) if with_grad else None,
+    )
+
+
+def _exact(
+    policy: Any, reference: Any, batch: TokenBatch, *, max_length: int | None, **_: Any
+) -> ReferencePoint:
+    """``"exact"``: the closed-form sequence KL, averaged over the batch's prompts."""
+    xp = policy.xp
+    prompts = xp.reshape(batch.prompts, batch.shape)[:, 0]
+    length = batch.shape[1] if max_length is None else max_length
+    return ReferencePoint(xp.mean(exact_kl(policy, reference, prompts, length)))
+
+
+def _zero(policy: Any, reference: Any, batch: TokenBatch, **_: Any) -> ReferencePoint:
+    """``"zero"``: z0 = 0 (KTO-zero)."""
+    return ReferencePoint(policy.xp.asarray(0.0, dtype=policy.dtype))
+
+
+def _number(
+    policy: Any, reference: Any, batch: TokenBatch, *, z0: float, **_: Any
+) -> ReferencePoint:
+    """A number: a fixed z0."""
+    return ReferencePoint(policy.xp.asarray(z0, dtype=policy.dtype))
+
+
+#: The z0 modes of :data:`Z0_MODES` (and "number", a fixed z0): each a function of
+#: (policy, reference, batch, **options) returning a :class:`ReferencePoint`.
+REFERENCE_POINTS = {
+    "batch": _batch_estimate,
+    "batch-grad": _batch_estimate,
+    "exact": _exact,
+    "zero": _zero,
+    "number": _number,
+}
 
 
 class FlatObjective:
@@ -291,19 +397,15 @@ def check_policy_pair(policy: Any, reference: Any) -> None:
     for name, value in (("policy", policy), ("reference", reference)):
         if not isinstance(value, SoftmaxPolicy):
             raise TypeError(f"{name}: expected a SoftmaxPolicy; got {type(value).__name__}")
-    for attr in ("vocab_size", "num_prompts", "eos_token"):
-        mine, theirs = getattr(policy, attr), getattr(reference, attr)
-        if mine != theirs:
-            raise ValueError(f"reference: expected the {attr} of policy, {mine}; got {theirs}")
+    _checks.same_response_space(reference, "reference", policy, "the policy's")
     if policy.xp is not reference.xp or policy.dtype != reference.dtype:
         raise TypeError(
             f"reference: expected the backend and dtype of policy ({policy.backend}, "
-            f"{_dtype_name(policy.dtype)}); got ({reference.backend}, "
-            f"{_dtype_name(reference.dtype)})"
+            f"{policy.dtype_name}); got ({reference.backend}, {reference.dtype_name})"
         )
 
 
-def _longest_within(batch: Any, max_length: int, xp: Any) -> None:
+def check_max_length(batch: Any, max_length: int, xp: Any) -> None:
     """Refuse a batch with a real token at a position >= max_length (padding may go on)."""
     rows, length = batch.shape
     if length > max_length:
@@ -314,10 +416,6 @@ def _longest_within(batch: Any, max_length: int, xp: Any) -> None:
                 f"responses: expected at most max_length = {max_length} tokens per response; "
                 f"row {row} has a token at position {max_length} or later"
             )
-
-
-def _dtype_name(dtype: Any) -> str:
-    return str(getattr(dtype, "__name__", dtype)).rsplit(".", 1)[-1]  # NumPy: a scalar type
 
 
 def _labels(desirable: Any, xp: Any) -> Any:

@@ -34,11 +34,19 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _checks, _token_checks
-from .backend import get_namespace, log_softmax, resolve_dtype, softmax, to_numpy
+from .backend import (
+    array_namespace,
+    dtype_name,
+    get_namespace,
+    log_softmax,
+    resolve_dtype,
+    softmax,
+    to_numpy,
+)
 from .fast import blocks
 from .features import make_features
 
-__all__ = ["SoftmaxPolicy"]
+__all__ = ["SoftmaxPolicy", "TokenBatch"]
 
 
 class SoftmaxPolicy:
@@ -111,7 +119,7 @@ class SoftmaxPolicy:
     @property
     def dtype_name(self) -> str:
         """``"float32"`` or ``"float64"``."""
-        return "float32" if "float32" in str(self.dtype) else "float64"
+        return dtype_name(self.dtype)
 
     @property
     def feature_spec(self) -> str | int:
@@ -177,21 +185,38 @@ class SoftmaxPolicy:
 
         Notes
         -----
+        The arguments are checked into a :class:`TokenBatch` (:meth:`token_batch`), whose
+        log-probs :meth:`batch_logps` computes.
+        """
+        batch = self.token_batch(prompts, responses)
+        if not return_cache:
+            return self.batch_logps(batch)
+        logps, cache = self.batch_logps(batch, return_cache=True)
+        return logps, cache._replace(source=(prompts, responses))
+
+    def batch_logps(self, batch: TokenBatch, *, return_cache: bool = False) -> Any:
+        """:meth:`sequence_logps` of a batch checked once by :meth:`token_batch`.
+
+        Notes
+        -----
         With N = B*T flattened positions: the logits (N, V), their log-softmax, the entry
         of each position's target token, zero at padding, summed over T. A batch whose
         (N, V) work exceeds a memory budget takes the block-wise form of the same pass in
-        :mod:`minikto.fast.blocks` (optional reading).
+        :mod:`minikto.fast.blocks` (optional reading), which gives the same target
+        log-probs (and probabilities, and the feature map's context for the backward).
         """
-        batch = self._batch(prompts, responses)
-        if blocks.wanted(self.xp, batch.positions, self._row_bytes):  # a large batch
-            return blocks.sequence_logps(self, batch, return_cache, (prompts, responses))
         xp = self.xp
-        logits = self._logits(batch.prompts, batch.states)  # (N, V)
-        logp = log_softmax(logits, axis=-1)  # (N, V)
-        target_logp = xp.take_along_axis(logp, batch.targets[:, None], axis=1)[:, 0]  # (N,)
+        self._owns(batch)
+        if blocks.pays_off(xp, batch.positions, self.row_bytes):  # a large batch
+            target_logp, probs, context = blocks.target_logps(self, batch, keep_probs=return_cache)
+        else:
+            logits = self._logits(batch.prompts, batch.states)  # (N, V)
+            logp = log_softmax(logits, axis=-1)  # (N, V)
+            target_logp = xp.take_along_axis(logp, batch.targets[:, None], axis=1)[:, 0]  # (N,)
+            probs, context = (xp.exp(logp) if return_cache else None), None
         out = xp.sum(xp.reshape(target_logp * batch.mask, batch.shape), axis=1)  # sum over T
         if return_cache:
-            return out, _Cache(batch, xp.exp(logp), source=(prompts, responses))
+            return out, _Cache(batch, probs, context)
         return out
 
     def sequence_logps_backward(
@@ -217,18 +242,37 @@ class SoftmaxPolicy:
 
         Notes
         -----
+        The arguments are checked (a cache made from these very arrays holds their checked
+        batch), then :meth:`batch_logps_backward` computes the gradients.
+        """
+        if cache is not None and cache.made_from(prompts, responses):
+            batch = cache.batch
+        else:
+            batch = self.token_batch(prompts, responses)
+        grad_logps = _token_checks.upstream_gradient(grad_logps, self, batch.rows)
+        return self.batch_logps_backward(batch, grad_logps, cache=cache)
+
+    def batch_logps_backward(
+        self, batch: TokenBatch, grad_logps: Any, *, cache: Any = None
+    ) -> dict[str, Any]:
+        """:meth:`sequence_logps_backward` of a checked batch and a (B,) gradient of its dtype.
+
+        Notes
+        -----
         ``d logits[b, t] = grad_logps[b] * mask[b, t] * (onehot(y_bt) - softmax(logits[b, t]))``
         (see the module docstring), then the feature map's backward and
         ``d bias = sum_{b,t} d logits[b, t]`` (the bias is added at every position). A large
         batch takes the block-wise form in :mod:`minikto.fast.blocks`.
         """
-        xp, batch = self.xp, self._batch_of(prompts, responses, cache)
-        grad_logps = _token_checks.upstream_gradient(grad_logps, self, batch.rows)
-        if blocks.wanted(xp, batch.positions, self._row_bytes):  # a large batch
-            return blocks.sequence_logps_backward(self, batch, grad_logps, cache)
+        xp = self.xp
+        self._owns(batch)
+        probs = None
         if cache is not None:
             probs = _token_checks.cache_probs(cache, batch.positions, self.vocab_size)  # (N, V)
-        else:
+        if blocks.pays_off(xp, batch.positions, self.row_bytes):  # a large batch
+            context = cache.context if cache is not None and cache.batch is batch else None
+            return blocks.sequence_logps_backward(self, batch, grad_logps, probs, context)
+        if probs is None:
             probs = softmax(self._logits(batch.prompts, batch.states), axis=-1)  # (N, V)
         weight = (  # (N,): g_b at every real token of response b, 0 at padding
             xp.reshape(grad_logps[:, None] * xp.reshape(batch.mask, batch.shape), (-1,))
@@ -240,36 +284,60 @@ class SoftmaxPolicy:
         grads["bias"] = xp.sum(grad_logits, axis=0)  # the bias is added at every position
         return grads
 
-    # -- the helpers of the two passes ---------------------------------------------------
+    # -- the checked batch of the two passes ---------------------------------------------
 
-    @property
-    def _row_bytes(self) -> int:
-        """The bytes of one row of V logits."""
-        return self.vocab_size * (4 if self.dtype == self.xp.float32 else 8)
+    def token_batch(self, prompts: Any, responses: Any) -> TokenBatch:
+        """Check a batch once and flatten it to N = B*T positions (see :class:`TokenBatch`).
 
-    def _batch_of(self, prompts: Any, responses: Any, cache: Any) -> _Batch:
-        """The cache's checked batch when called with the forward pass's very arrays."""
-        if cache is not None and cache.serves(prompts, responses):
-            return cache.batch
-        return self._batch(prompts, responses)
+        Parameters
+        ----------
+        prompts : int array, shape (B,)
+        responses : int array, shape (B, T), padded with -1 after each response's end
 
-    def _batch(self, prompts: Any, responses: Any) -> _Batch:
-        """Check a batch and flatten it to N = B*T positions (see :class:`_Batch`)."""
+        Returns
+        -------
+        TokenBatch
+            What :meth:`batch_logps` and :meth:`batch_logps_backward` take; its rows
+            (:meth:`TokenBatch.take`) are checked batches too.
+        """
         xp = self.xp
-        prompts, responses, padded = self._checked_batch(prompts, responses)
+        prompts, responses, padded = _token_checks.token_batch(
+            prompts, responses, xp, self.backend, num_prompts=self.num_prompts,
+            vocab_size=self.vocab_size, eos_token=self.eos_token,
+        )
         rows, length = responses.shape
         targets = responses  # padding -> token 0, masked out below
         if padded:
             targets = xp.where(responses >= 0, responses, xp.zeros_like(responses))
         bos = xp.full((rows, 1), self.bos_state, dtype=responses.dtype)
         states = xp.concat([bos, targets[:, :-1]], axis=1) if length > 1 else bos
-        return _Batch(
+        return TokenBatch(
             prompts=xp.reshape(xp.broadcast_to(prompts[:, None], (rows, length)), (-1,)),
             states=xp.reshape(states, (-1,)),
             targets=xp.reshape(targets, (-1,)),
             mask=xp.astype(xp.reshape(responses >= 0, (-1,)), self.dtype),
             shape=(rows, length),
+            space=self.response_space,
         )
+
+    @property
+    def response_space(self) -> tuple[int, int, int | None, str]:
+        """What a checked batch is checked against: (V, P, end token, dtype name)."""
+        return (self.vocab_size, self.num_prompts, self.eos_token, self.dtype_name)
+
+    @property
+    def row_bytes(self) -> int:
+        """The bytes of one row of V logits."""
+        return self.vocab_size * (4 if self.dtype_name == "float32" else 8)
+
+    def _owns(self, batch: Any) -> None:
+        """Refuse what is not a batch checked for this policy's response space and dtype."""
+        if not isinstance(batch, TokenBatch) or batch.space != self.response_space:
+            got = batch.space if isinstance(batch, TokenBatch) else type(batch).__name__
+            raise TypeError(
+                f"batch: expected a TokenBatch checked by token_batch() of a policy with "
+                f"(V, P, eos_token, dtype) = {self.response_space}; got {got}"
+            )
 
     # --------------------------------------------------------------------------------------
     # Sampling, copies, flat parameter vectors
@@ -382,23 +450,17 @@ class SoftmaxPolicy:
         """Checked (N,) int64 ids of the backend in ``[0, upper)``."""
         return _token_checks.token_ids(ids, name, self.xp, self.backend, upper, ndim=1)[0]
 
-    def _checked_batch(self, prompts: Any, responses: Any) -> tuple[Any, Any, bool]:
-        """The checked (B,) prompts and (B, T) responses (int64 of the backend), and whether
-        any response is padded."""
-        return _token_checks.token_batch(
-            prompts, responses, self.xp, self.backend, num_prompts=self.num_prompts,
-            vocab_size=self.vocab_size, eos_token=self.eos_token,
-        )
 
-
-class _Batch(NamedTuple):
-    """A checked batch flattened to N = B*T positions (row-major: position b*T + t)."""
+class TokenBatch(NamedTuple):
+    """A batch checked once by :meth:`SoftmaxPolicy.token_batch`, flattened to N = B*T
+    positions (row-major: position b*T + t). Its log-probs need no further check."""
 
     prompts: Any  #: (N,) the prompt id of each position
     states: Any  #: (N,) the previous token, or BOS = V at t = 0
     targets: Any  #: (N,) the token to score (0 at padding)
     mask: Any  #: (N,) 1.0 at real tokens, 0.0 at padding
     shape: tuple[int, int]  #: (B, T)
+    space: tuple  #: the policy's (V, P, end token, dtype name) it was checked against
 
     @property
     def rows(self) -> int:
@@ -410,24 +472,43 @@ class _Batch(NamedTuple):
         """N = B*T."""
         return self.shape[0] * self.shape[1]
 
+    def take(self, index: Any, *, responses_of: Any = None) -> TokenBatch:
+        """The rows ``index`` (int array (B',)) of this batch: a checked batch too.
 
-class _Cache:
-    """What the backward pass reuses from the forward pass.
+        With ``responses_of`` (int array (B',)) row i pairs the prompt of row ``index[i]``
+        with the response of row ``responses_of[i]`` (the mismatched pairs of the batch
+        estimate of z0).
+        """
+        xp = array_namespace(self.targets)
+        length = self.shape[1]
+        response_rows = index if responses_of is None else responses_of
 
-    The token probabilities (N, V), the checked and flattened batch, the two arrays the
-    forward pass was called with (a backward pass called with those very arrays skips
-    checking them again) and, from the block-wise path, the feature map's context.
-    """
+        def rows_of(flat: Any, which: Any) -> Any:
+            picked = xp.take(xp.reshape(flat, self.shape), which, axis=0)
+            return xp.reshape(picked, (-1,))
 
-    def __init__(self, batch: _Batch, probs: Any, source: tuple, *, context: Any = None) -> None:
-        self.batch = batch
-        self.probs = probs  # (N, V)
-        self.context = context
-        self._source = source
+        return TokenBatch(
+            prompts=rows_of(self.prompts, index),
+            states=rows_of(self.states, response_rows),
+            targets=rows_of(self.targets, response_rows),
+            mask=rows_of(self.mask, response_rows),
+            shape=(int(index.shape[0]), length),
+            space=self.space,
+        )
 
-    def serves(self, prompts: Any, responses: Any) -> bool:
-        """True when called with the same array objects as the forward pass."""
-        return prompts is self._source[0] and responses is self._source[1]
+
+class _Cache(NamedTuple):
+    """What the backward pass reuses from the forward pass."""
+
+    batch: TokenBatch  #: the checked batch
+    probs: Any  #: (N, V) the token probabilities
+    context: Any  #: the feature map's context of the block-wise path, or None
+    source: tuple = ()  #: the (prompts, responses) arrays :meth:`sequence_logps` was called with
+
+    def made_from(self, prompts: Any, responses: Any) -> bool:
+        """True when called with the same array objects as the forward pass (so the backward
+        pass need not check them again)."""
+        return bool(self.source) and prompts is self.source[0] and responses is self.source[1]
 
 
 class FrozenParams(dict):

@@ -41,7 +41,8 @@ def test_exact_kl_refuses_prompts_out_of_range_and_bad_lengths(pair, prompts, le
 def test_exact_kl_refuses_a_reference_of_another_vocabulary_or_end_token(pair):
     policy, _, _ = pair
     for other in (SoftmaxPolicy(6, 2, eos_token=0), SoftmaxPolicy(5, 2, eos_token=None)):
-        with pytest.raises(ValueError, match="reference: expected the same vocabulary size"):
+        message = "reference: expected the policy's (vocab_size|eos_token)"
+        with pytest.raises(ValueError, match=message):
             exact_kl(policy, other, np.array([0]), 2)
 
 
@@ -62,7 +63,7 @@ def test_exact_evaluation_refuses_a_task_or_reference_that_does_not_fit():
     task = default_task()
     with pytest.raises(TypeError, match="task: expected a ToyTask .* got NoneType"):
         ExactEvaluator(None, task.base_policy())
-    with pytest.raises(ValueError, match=r"reference: expected a policy of the task \(V=12"):
+    with pytest.raises(ValueError, match="reference: expected the task's vocab_size, 12; got 3"):
         ExactEvaluator(task, SoftmaxPolicy(3, 2))
 
 

@@ -1,8 +1,8 @@
 """The fast paths of a training step compute the same numbers as the plain math.
 
 NumPy (and CuPy) take native bodies in :mod:`minikto.fast.kernels` (in-place softmax, no
-one-hot matrix, BLAS sums) and :func:`minikto.backend.scatter_add` (scatter by one-hot product
-or flat ``add.at``), and the policy processes large batches block by block
+one-hot matrix, BLAS sums, scatter by one-hot product or flat ``add.at``), and the policy
+processes large batches block by block
 (:mod:`minikto.fast.blocks`). Each test here pins one of those paths to the simple path (the
 math, which the finite-difference tests prove) or to the portable body.
 """
@@ -73,12 +73,12 @@ def test_blas_row_and_column_sums_equal_plain_sums():
     assert_close(K.row_sums(STRICT.asarray(x)), x.sum(axis=1), rtol=1e-13)
 
 
-@pytest.mark.parametrize("num_rows", [5, B.ONEHOT_SCATTER_ROWS + 7])
+@pytest.mark.parametrize("num_rows", [5, K.ONEHOT_SCATTER_ROWS + 7])
 def test_both_native_scatter_paths_equal_the_portable_one_hot_product(num_rows):
     rng = np.random.default_rng(4)
     index = rng.integers(0, num_rows, size=300)
     values = rng.normal(size=(300, 6))
-    native = B.scatter_add(values, index, num_rows)
+    native = K.scatter_add(values, index, num_rows)
     portable = B.scatter_add(STRICT.asarray(values), STRICT.asarray(index), num_rows)
     assert native.shape == (num_rows, 6)
     assert_close(native, portable)
@@ -93,7 +93,7 @@ def _batch(policy, batch=20, length=5):
 
 def _force_blocks(monkeypatch, rows):
     """Send every batch down the block-wise path, in blocks of ``rows`` positions."""
-    monkeypatch.setattr(blocks, "wanted", lambda xp, positions, row_bytes: True)
+    monkeypatch.setattr(blocks, "pays_off", lambda xp, positions, row_bytes: True)
     monkeypatch.setattr(blocks, "BLOCK_BYTES", 1)
     monkeypatch.setattr(blocks, "MIN_BLOCK_ROWS", rows)
 
@@ -115,8 +115,8 @@ def test_the_block_wise_path_equals_the_simple_path(features, xp_name, monkeypat
     assert simple_cache.context is None  # the simple path keeps no block-wise context
 
     _force_blocks(monkeypatch, rows=8)  # 100 positions: 13 blocks forward, 4 backward
-    assert blocks.rows_per_block(xp, 100, policy._row_bytes) == 8
-    assert blocks.rows_per_block(xp, 100, policy._row_bytes, backward=True) == 32
+    assert blocks.rows_per_block(xp, 100, policy.row_bytes) == 8
+    assert blocks.rows_per_block(xp, 100, policy.row_bytes, backward=True) == 32
     logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
     assert cache.context is not None
     assert_close(logps, simple_logps, rtol=1e-12, atol=1e-12)
@@ -134,13 +134,13 @@ def test_the_block_wise_path_equals_the_simple_path(features, xp_name, monkeypat
 def test_the_dispatch_takes_the_block_wise_path_only_past_the_memory_budget(monkeypatch):
     numpy, strict = B.get_namespace("numpy"), STRICT
     budget = blocks.MEMORY_BUDGET_BYTES
-    assert not blocks.wanted(numpy, 1000, budget // 1000)
-    assert blocks.wanted(numpy, 1000, budget // 1000 + 1)
-    assert not blocks.wanted(strict, 10**6, 10**6)  # the portable path stays the math
+    assert not blocks.pays_off(numpy, 1000, budget // 1000)
+    assert blocks.pays_off(numpy, 1000, budget // 1000 + 1)
+    assert not blocks.pays_off(strict, 10**6, 10**6)  # the portable path stays the math
     calls = []
-    original = blocks.sequence_logps
+    original = blocks.target_logps
     spy = lambda *a, **k: calls.append(1) or original(*a, **k)  # noqa: E731
-    monkeypatch.setattr(blocks, "sequence_logps", spy)
+    monkeypatch.setattr(blocks, "target_logps", spy)
     policy = SoftmaxPolicy(5, 2, seed=0)
     policy.sequence_logps(np.array([0, 1]), np.array([[1, 2], [3, 4]]))
     assert calls == []
@@ -181,8 +181,8 @@ def test_float32_policies_compute_in_float32_throughout(features):
 @pytest.mark.parametrize("features", ["onehot", 5])
 @pytest.mark.parametrize("xp_name", ["numpy", "array_api_strict"])
 def test_the_readable_whole_batch_feature_map_equals_its_block_form(features, xp_name):
-    """``logits``/``backward`` (the form a reader checks against the math) and
-    ``logits_rows``/``backward_rows`` (the form the policy runs) give the same numbers."""
+    """``logits``/``backward`` (the form a reader checks against the math) and the
+    block form of :mod:`minikto.fast.blocks` give the same numbers."""
     policy = SoftmaxPolicy(6, 3, features=features, seed=2, init_std=1.0, backend=xp_name)
     xp, fmap = policy.xp, policy.features
     rng = np.random.default_rng(0)
@@ -191,10 +191,12 @@ def test_the_readable_whole_batch_feature_map_equals_its_block_form(features, xp
     grad_logits = xp.asarray(rng.normal(size=(10, 6)))
     whole_logits = fmap.logits(xp, policy.params, prompts, states)
     whole_grads = fmap.backward(xp, policy.params, grad_logits, prompts, states)
-    context = fmap.context(xp, policy.params, prompts, states)
-    blocks = [slice(0, 4), slice(4, 10)]
-    block_logits = xp.concat([fmap.logits_rows(xp, policy.params, context, b) for b in blocks])
+    context = blocks.context(fmap, xp, policy.params, prompts, states)
+    rows = [slice(0, 4), slice(4, 10)]
+    block_logits = xp.concat(
+        [blocks.logits_rows(fmap, xp, policy.params, context, b, None) for b in rows]
+    )
     assert_close(block_logits, whole_logits, rtol=1e-13, atol=1e-13)
-    parts = [fmap.backward_rows(xp, policy.params, grad_logits[b, :], context, b) for b in blocks]
+    parts = [blocks.backward_rows(fmap, policy.params, grad_logits[b, :], context, b) for b in rows]
     for name, value in whole_grads.items():
         assert_close(parts[0][name] + parts[1][name], value, rtol=1e-13, atol=1e-13)

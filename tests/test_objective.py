@@ -151,11 +151,11 @@ def pair():
     [(dict(policy=None), TypeError, "policy: expected a SoftmaxPolicy; got NoneType"),
      (dict(reference="ref"), TypeError, "reference: expected a SoftmaxPolicy; got str"),
      (dict(reference=SoftmaxPolicy(6, 2, eos_token=0)), ValueError,
-      "reference: expected the vocab_size of policy, 5; got 6"),
+      "reference: expected the policy's vocab_size, 5; got 6"),
      (dict(reference=SoftmaxPolicy(5, 3, eos_token=0)), ValueError,
-      "reference: expected the num_prompts of policy, 2; got 3"),
+      "reference: expected the policy's num_prompts, 2; got 3"),
      (dict(reference=SoftmaxPolicy(5, 2, eos_token=1)), ValueError,
-      "reference: expected the eos_token of policy, 0; got 1"),
+      "reference: expected the policy's eos_token, 0; got 1"),
      (dict(reference=SoftmaxPolicy(5, 2, eos_token=0, backend="array_api_strict")), TypeError,
       r"reference: expected the backend and dtype of policy \(numpy, float64\); "
       r"got \(array_api_strict, float64\)"),
@@ -437,8 +437,8 @@ def test_the_value_only_objective_equals_the_full_one_and_skips_the_backward(z0,
     assert value_only == float(full.loss)
     assert kto_objective(obj.policy, obj.reference, *obj.batch, z0=z0, backward=False).grads is None
     calls = []
-    backward = SoftmaxPolicy.sequence_logps_backward
-    monkeypatch.setattr(SoftmaxPolicy, "sequence_logps_backward",
+    backward = SoftmaxPolicy.batch_logps_backward
+    monkeypatch.setattr(SoftmaxPolicy, "batch_logps_backward",
                         lambda *a, **k: calls.append(1) or backward(*a, **k))
     report = gradcheck(obj, obj.x0, mode="directions", n_directions=3)
     assert report.passed and report.evaluations == 7

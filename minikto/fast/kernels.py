@@ -8,6 +8,9 @@ array API standard only, and a native body for NumPy and CuPy that saves passes 
   the probabilities) in one pass over the logits, in place, without an (N, V) array of
   log-probabilities;
 - :func:`softmax_grad`: ``w (onehot(y) - p)`` without an (N, V) one-hot matrix;
+- :func:`scatter_add`: the gradient of a row gather added in place (``add.at``) instead of
+  the one-hot product of :func:`minikto.backend.scatter_add`, or the one-hot product by BLAS
+  while there are few buckets;
 - :func:`matmul` (into a given buffer), :func:`row_sums` and :func:`column_sums` (as BLAS
   products with a vector of ones, which use every core).
 
@@ -19,29 +22,48 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
-from ..backend import array_namespace, native_module
+from .. import backend
 
-__all__ = ["column_sums", "log_softmax_at", "matmul", "row_sums", "softmax_grad"]
+__all__ = [
+    "column_sums",
+    "log_softmax_at",
+    "matmul",
+    "native_module",
+    "native_namespace",
+    "row_sums",
+    "scatter_add",
+    "softmax_grad",
+]
 
 
-def _native_of(*arrays: Any) -> ModuleType | None:
-    """:func:`native_module` of the arrays' namespace, with a quick exit for NumPy arrays.
+def native_module(*arrays: Any) -> ModuleType | None:
+    """The plain ``numpy`` or ``cupy`` module behind the arrays (for in-place writes), or None.
 
-    (Resolving a namespace costs microseconds; a small training step calls these helpers a
-    few dozen times.)
+    The array API standard has no ``out=`` arguments and no in-place scatter; NumPy and CuPy
+    have both. A kernel takes its native body only when this returns a module.
     """
-    if all(type(a) is np.ndarray for a in arrays):
+    return native_namespace(backend.array_namespace(*arrays))
+
+
+def native_namespace(xp: ModuleType) -> ModuleType | None:
+    """:func:`native_module` of a namespace (rather than of arrays)."""
+    if array_api_compat.is_numpy_namespace(xp):
         return np
-    return native_module(array_namespace(*arrays))
+    if array_api_compat.is_cupy_namespace(xp):  # pragma: no cover - needs a GPU
+        import cupy
+
+        return cupy
+    return None
 
 
 def matmul(a: Any, b: Any, out: Any = None) -> Any:
     """``a @ b``, written into ``out`` when given and the backend can (NumPy, CuPy)."""
-    nx = _native_of(a, b)
-    if nx is not None and out is not None:
-        return nx.matmul(a, b, out=out)
+    native = native_module(a, b)
+    if native is not None and out is not None:
+        return native.matmul(a, b, out=out)
     return a @ b
 
 
@@ -53,14 +75,14 @@ def row_sums(x: Any) -> Any:
     """
     if type(x) is np.ndarray and x.ndim == 2 and x.shape[1] > 0:
         return x @ np.ones(x.shape[1], dtype=x.dtype)
-    return array_namespace(x).sum(x, axis=1)
+    return backend.array_namespace(x).sum(x, axis=1)
 
 
 def column_sums(x: Any) -> Any:
     """``sum(x, axis=0)`` of a 2-d array; NumPy computes it as the BLAS product ``1 @ x``."""
     if type(x) is np.ndarray and x.ndim == 2 and x.shape[0] > 0:
         return np.ones(x.shape[0], dtype=x.dtype) @ x
-    return array_namespace(x).sum(x, axis=0)
+    return backend.array_namespace(x).sum(x, axis=0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -107,21 +129,21 @@ def log_softmax_at(
     The largest exponent is ``exp(0) = 1``: nothing overflows and the sum is >= 1.
     """
     n = logits.shape[0]
-    nx = _native_of(logits, targets)
-    if nx is not None:
-        if nx is np and logits.shape[1] <= SHORT_ROWS:  # short rows: reduce a transposed copy
+    native = native_module(logits, targets)
+    if native is not None:
+        if native is np and logits.shape[1] <= SHORT_ROWS:  # short rows: reduce a transposed copy
             peak = np.ascontiguousarray(logits.T).max(axis=0)[:, None]
         else:
-            peak = nx.max(logits, axis=1, keepdims=True)
-        shifted = nx.subtract(logits, peak, out=logits if overwrite else None)
-        picked = shifted[nx.arange(n), targets]  # s at the targets, (N,)
-        exps = nx.exp(shifted, out=shifted)
+            peak = native.max(logits, axis=1, keepdims=True)
+        shifted = native.subtract(logits, peak, out=logits if overwrite else None)
+        picked = shifted[native.arange(n), targets]  # s at the targets, (N,)
+        exps = native.exp(shifted, out=shifted)
         total = row_sums(exps)  # (N,), each >= 1
-        picked = picked - nx.log(total)
+        picked = picked - native.log(total)
         if not return_probs:
             return picked, None
-        return picked, nx.multiply(exps, (1 / total)[:, None], out=exps)
-    xp = array_namespace(logits, targets)
+        return picked, native.multiply(exps, (1 / total)[:, None], out=exps)
+    xp = backend.array_namespace(logits, targets)
     peak = xp.max(logits, axis=1, keepdims=True)
     shifted = logits - peak
     picked = xp.take_along_axis(shifted, targets[:, None], axis=1)[:, 0]
@@ -155,12 +177,45 @@ def softmax_grad(probs: Any, targets: Any, weight: Any, *, out: Any = None) -> A
     :math:`v = y_n`. NumPy and CuPy write exactly that (one multiply, then one add per row);
     the portable body builds the one-hot matrix.
     """
-    nx = _native_of(probs, targets, weight)
-    if nx is not None:
-        grad = nx.multiply(probs, -weight[:, None], out=out)
-        grad[nx.arange(probs.shape[0]), targets] += weight
+    native = native_module(probs, targets, weight)
+    if native is not None:
+        grad = native.multiply(probs, -weight[:, None], out=out)
+        grad[native.arange(probs.shape[0]), targets] += weight
         return grad
-    xp = array_namespace(probs, targets, weight)
+    xp = backend.array_namespace(probs, targets, weight)
     vocab = xp.arange(probs.shape[1], dtype=targets.dtype)
     onehot = xp.astype(targets[:, None] == vocab[None, :], probs.dtype)
     return weight[:, None] * (onehot - probs)
+
+
+# ------------------------------------------------------------------------------------------
+# Scatter-add: the gradient of a row gather
+
+#: Below this many buckets NumPy scatters with a one-hot matrix product (BLAS, every core);
+#: above it, with one unbuffered ``add.at`` on the flattened arrays.
+ONEHOT_SCATTER_ROWS = 128
+
+
+def scatter_add(values: Any, index: Any, num_rows: int) -> Any:
+    """:func:`minikto.backend.scatter_add` (``out[index[n]] += values[n]``), added in place.
+
+    NumPy keeps the one-hot product while ``num_rows <= ONEHOT_SCATTER_ROWS`` (BLAS does
+    those ``N * num_rows * K`` multiply-adds faster than any scatter); for more buckets it
+    adds the values one by one into the flattened output with ``np.add.at``
+    (``out[index[n] * K + k]``), which costs ``N * K``. CuPy uses ``cupyx.scatter_add``
+    (atomic adds on the GPU); other namespaces take the portable one-hot product.
+    """
+    native = native_module(values, index)
+    if native is np and num_rows > ONEHOT_SCATTER_ROWS:
+        width = values.shape[1]
+        out = np.zeros(num_rows * width, dtype=values.dtype)
+        flat = (index[:, None] * width + np.arange(width)).reshape(-1)
+        np.add.at(out, flat, values.reshape(-1))
+        return out.reshape(num_rows, width)
+    if native is not None and native is not np:  # pragma: no cover - CuPy, needs a GPU
+        import cupyx
+
+        out = native.zeros((num_rows, values.shape[1]), dtype=values.dtype)
+        cupyx.scatter_add(out, index, values)
+        return out
+    return backend.scatter_add(values, index, num_rows)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.feedback import PairedDataset
+from ..objective import check_max_length
 from .config import KTOConfig
 from .optim import NonFiniteError
 from .step import StepResult, paired_step, unpaired_step
@@ -46,27 +47,34 @@ class Batches:
         self.paired = isinstance(data, PairedDataset)
         names = ("prompts", "chosen", "rejected") if self.paired else (
             "prompts", "responses", "desirable")
-        self.arrays = {n: xp.asarray(np.asarray(getattr(data, n))) for n in names}
-        p = self.arrays["prompts"]
+        arrays = {n: xp.asarray(np.asarray(getattr(data, n))) for n in names}
+        # checked once, here: every step takes rows of these checked batches
+        responses = names[1:] if self.paired else ("responses",)
+        self.tokens = {n: reference.token_batch(arrays["prompts"], arrays[n]) for n in responses}
+        if max_length is not None:
+            for batch in self.tokens.values():
+                check_max_length(batch, max_length, xp)
+        self.desirable = None if self.paired else arrays["desirable"]
         if self.paired:
-            self.ref = {n: reference.sequence_logps(p, self.arrays[n]) for n in names[1:]}
+            self.ref = {n: reference.batch_logps(b) for n, b in self.tokens.items()}
         elif task is None:  # SFT towards a reference: its log-probs play no part
-            self.ref = {"responses": xp.zeros(p.shape, dtype=reference.dtype)}
+            self.ref = {"responses": xp.zeros(arrays["prompts"].shape, dtype=reference.dtype)}
         else:
-            self.ref = {"responses": reference.sequence_logps(p, self.arrays["responses"])}
+            self.ref = {"responses": reference.batch_logps(self.tokens["responses"])}
         self.xp, self.n, self.seed, self.max_length = xp, len(data), seed, max_length
 
     def step(self, policy: Any, reference: Any, config: KTOConfig, step: int) -> StepResult:
         """Forward, loss and backward on the batch of optimizer step ``step`` (0-based)."""
         xp = self.xp
         ix = xp.asarray(batch_indices(self.n, config.batch_size, self.seed, step))
-        a = {k: xp.take(v, ix, axis=0) for k, v in self.arrays.items()}
+        t = {k: v.take(ix) for k, v in self.tokens.items()}
         r = {k: xp.take(v, ix, axis=0) for k, v in self.ref.items()}
         if self.paired:
-            return paired_step(policy, a["prompts"], a["chosen"], a["rejected"],
-                               r["chosen"], r["rejected"], config)
-        return unpaired_step(policy, reference, a["prompts"], a["responses"], a["desirable"],
-                             r["responses"], config, max_length=self.max_length)
+            return paired_step(policy, t["chosen"], t["rejected"], r["chosen"], r["rejected"],
+                               config)
+        desirable = xp.take(self.desirable, ix, axis=0)
+        return unpaired_step(policy, reference, t["responses"], desirable, r["responses"],
+                             config, max_length=self.max_length)
 
 
 def optimize(

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..backend import to_numpy
 from ..losses import apo_zero_unpaired_loss, dpo_loss, sft_loss
-from ..objective import kto_objective
+from ..objective import batch_objective
 
 __all__ = ["StepResult", "paired_step", "unpaired_step"]
 
@@ -34,8 +34,7 @@ class StepResult:
 def unpaired_step(
     policy: Any,
     reference: Any,
-    prompts: Any,
-    responses: Any,
+    batch: Any,
     desirable: Any,
     reference_logps: Any,
     config: Any,
@@ -47,21 +46,22 @@ def unpaired_step(
     Parameters
     ----------
     policy, reference : SoftmaxPolicy
-    prompts : int array (B,); responses : int array (B, T); desirable : bool array (B,)
+    batch : TokenBatch
+        The (B,) prompts and (B, T) responses, checked once when the data were loaded
+        (``policy.token_batch``); the step does not check them again.
+    desirable : bool array (B,)
     reference_logps : array (B,)
         The reference's log-probs of this batch (computed once for the whole dataset).
     config : KTOConfig
     max_length : int, optional
         T of the response space (for ``z0="exact"``).
     """
-    xp = policy.xp
     kl = kl_unclamped = None
     if config.loss == "kto":
-        out = kto_objective(
+        out = batch_objective(
             policy,
             reference,
-            prompts,
-            responses,
+            batch,
             desirable,
             z0=config.z0,
             beta=config.beta,
@@ -75,7 +75,7 @@ def unpaired_step(
         if out.kl_logratio_mean is not None:
             kl_unclamped = float(to_numpy(out.kl_logratio_mean))
     else:
-        policy_logps, cache = policy.sequence_logps(prompts, responses, return_cache=True)
+        policy_logps, cache = policy.batch_logps(batch, return_cache=True)
         if config.loss == "apo_zero_unpaired":
             out = apo_zero_unpaired_loss(
                 policy_logps,
@@ -92,27 +92,28 @@ def unpaired_step(
         else:
             raise ValueError(f"config.loss: expected an unpaired loss; got {config.loss!r}")
         loss = out.loss
-        grads = policy.sequence_logps_backward(
-            prompts, responses, out.grad_policy_logps, cache=cache
-        )
-    metrics = _reward_metrics(xp, rewards, policy_logps, desirable)
+        grads = policy.batch_logps_backward(batch, out.grad_policy_logps, cache=cache)
+    metrics = _reward_metrics(rewards, policy_logps, desirable)
     metrics = {"loss": float(to_numpy(loss)), "kl": kl, "kl/unclamped": kl_unclamped, **metrics}
     return StepResult(loss=metrics["loss"], grads=grads, metrics=metrics)
 
 
 def paired_step(
     policy: Any,
-    prompts: Any,
     chosen: Any,
     rejected: Any,
     reference_chosen_logps: Any,
     reference_rejected_logps: Any,
     config: Any,
 ) -> StepResult:
-    """One DPO step on a paired batch: two forwards, the DPO loss, two backwards."""
+    """One DPO step on a paired batch: two forwards, the DPO loss, two backwards.
+
+    ``chosen`` and ``rejected`` are the TokenBatches of the prompts with each response,
+    checked once when the data were loaded.
+    """
     xp = policy.xp
-    chosen_logps, chosen_cache = policy.sequence_logps(prompts, chosen, return_cache=True)
-    rejected_logps, rejected_cache = policy.sequence_logps(prompts, rejected, return_cache=True)
+    chosen_logps, chosen_cache = policy.batch_logps(chosen, return_cache=True)
+    rejected_logps, rejected_cache = policy.batch_logps(rejected, return_cache=True)
     out = dpo_loss(
         chosen_logps,
         rejected_logps,
@@ -120,11 +121,11 @@ def paired_step(
         reference_rejected_logps,
         beta=config.beta,
     )
-    g_chosen = policy.sequence_logps_backward(
-        prompts, chosen, out.grad_policy_chosen_logps, cache=chosen_cache
+    g_chosen = policy.batch_logps_backward(
+        chosen, out.grad_policy_chosen_logps, cache=chosen_cache
     )
-    g_rejected = policy.sequence_logps_backward(
-        prompts, rejected, out.grad_policy_rejected_logps, cache=rejected_cache
+    g_rejected = policy.batch_logps_backward(
+        rejected, out.grad_policy_rejected_logps, cache=rejected_cache
     )
     grads = {k: g_chosen[k] + g_rejected[k] for k in g_chosen}
     rc, rr = float(xp.mean(out.chosen_rewards)), float(xp.mean(out.rejected_rewards))
@@ -143,7 +144,7 @@ def paired_step(
     return StepResult(loss=metrics["loss"], grads=grads, metrics=metrics)
 
 
-def _reward_metrics(xp: Any, rewards: Any, logps: Any, desirable: Any) -> dict[str, float | None]:
+def _reward_metrics(rewards: Any, logps: Any, desirable: Any) -> dict[str, float | None]:
     """Means over the desirable ("chosen") and undesirable ("rejected") examples, as TRL."""
     rewards, logps, desirable = to_numpy(rewards), to_numpy(logps), to_numpy(desirable)
 
