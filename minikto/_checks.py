@@ -228,6 +228,11 @@ def float_vector(x: Any, name: str, xp: ModuleType, *, length: int | None = None
         raise ValueError(f"{name}: expected shape ({length},) to match; got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty batch; got shape {tuple(x.shape)}")
+    return finite(x, name, xp)
+
+
+def finite(x: Any, name: str, xp: ModuleType) -> Any:
+    """Refuse an array with a NaN or infinite entry, counting them."""
     if not bool(xp.all(xp.isfinite(x))):
         bad = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int64)))
         raise ValueError(f"{name}: expected finite values; got {bad} NaN or infinite entries")

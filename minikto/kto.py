@@ -19,7 +19,15 @@ from typing import Any, NamedTuple
 from . import _checks
 from .backend import array_namespace, log_sigmoid
 
-__all__ = ["KLEstimate", "KTOLoss", "kl_estimate", "kto_loss", "mismatched_indices"]
+__all__ = [
+    "KLEstimate",
+    "KTOLoss",
+    "checked_kl_estimate",
+    "checked_kto_loss",
+    "kl_estimate",
+    "kto_loss",
+    "mismatched_indices",
+]
 
 
 class KTOLoss(NamedTuple):
@@ -98,13 +106,36 @@ def kto_loss(
     direction stop contributing. It is computed as
     :math:`\exp(\log\sigma(z) + \log\sigma(-z))`, finite for any logit.
     """
-    xp, batch = _checks.unpaired_batch(policy_logps, reference_logps, desirable, z0)
+    xp, _ = _checks.unpaired_batch(policy_logps, reference_logps, desirable, z0)
     dtype = policy_logps.dtype
     beta, w_d, w_u = _checks.loss_weights(beta, desirable_weight, undesirable_weight, dtype)
     z0 = _checks.zero_point(z0, xp, dtype)
+    return checked_kto_loss(policy_logps, reference_logps, desirable, z0, beta, w_d, w_u)
 
+
+def checked_kto_loss(
+    policy_logps: Any,
+    reference_logps: Any,
+    desirable: Any,
+    z0: Any,
+    beta: float,
+    desirable_weight: float,
+    undesirable_weight: float,
+) -> KTOLoss:
+    """:func:`kto_loss` of checked arguments (``z0`` a 0-d array of the log-probs' dtype):
+    the formulas of its Notes, line by line.
+
+    The training step calls it on the log-probs of data checked once, when they were loaded;
+    only the size of ``beta`` times the log-ratios at hand is checked here.
+    """
+    xp = array_namespace(policy_logps)
+    dtype, batch = policy_logps.dtype, policy_logps.shape[0]
     sign = xp.where(desirable, xp.asarray(1.0, dtype=dtype), xp.asarray(-1.0, dtype=dtype))
-    weight = xp.where(desirable, xp.asarray(w_d, dtype=dtype), xp.asarray(w_u, dtype=dtype))
+    weight = xp.where(
+        desirable,
+        xp.asarray(desirable_weight, dtype=dtype),
+        xp.asarray(undesirable_weight, dtype=dtype),
+    )
     logratios = policy_logps - reference_logps
     _checks.bounded_product(beta, logratios - z0, xp, "beta")
     z = sign * beta * (logratios - z0)
@@ -157,8 +188,14 @@ def kl_estimate(kl_policy_logps: Any, kl_reference_logps: Any) -> KLEstimate:
     gradient is used only by the ``"batch-grad"`` mode.
     """
     logps = {"kl_policy_logps": kl_policy_logps, "kl_reference_logps": kl_reference_logps}
-    xp = array_namespace(**logps)
-    batch = _checks.float_vectors("kl_policy_logps", logps, xp)
+    _checks.float_vectors("kl_policy_logps", logps, array_namespace(**logps))
+    return checked_kl_estimate(kl_policy_logps, kl_reference_logps)
+
+
+def checked_kl_estimate(kl_policy_logps: Any, kl_reference_logps: Any) -> KLEstimate:
+    """:func:`kl_estimate` of checked arguments: the formulas of its Notes, line by line."""
+    xp = array_namespace(kl_policy_logps)
+    batch = kl_policy_logps.shape[0]
     mean = xp.mean(kl_policy_logps - kl_reference_logps)
     zero = xp.zeros_like(mean)
     z0 = xp.maximum(mean, zero)

@@ -36,9 +36,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _checks
-from .backend import to_numpy
+from .backend import array_namespace, to_numpy
 from .exact import exact_kl
-from .kto import KTOLoss, kl_estimate, kto_loss, mismatched_indices
+from .kto import KTOLoss, checked_kl_estimate, checked_kto_loss, mismatched_indices
 from .policy import SoftmaxPolicy, TokenBatch
 
 __all__ = [
@@ -132,20 +132,23 @@ def kto_objective(
     Notes
     -----
     The arguments are checked here, once: the policy pair, the mode, the token batch (into
-    a :class:`~minikto.policy.TokenBatch`), the labels and ``max_length``; then
-    :func:`batch_objective` computes the objective (the training step calls it directly
-    with the batches checked when the data were loaded). The loss checks its own inputs.
+    a :class:`~minikto.policy.TokenBatch`), ``max_length``, the labels and the given
+    log-probs; then :func:`batch_objective` computes the objective (the training step calls
+    it directly, with the data checked when they were loaded).
     """
     check_policy_pair(policy, reference)
     z0 = validate_z0_mode(z0)
     batch = policy.token_batch(prompts, responses)
     if max_length is not None:
         check_max_length(batch, _checks.positive_int(max_length, "max_length"), policy.xp)
+    desirable, reference_logps, kl_reference_logps, fixed_z0 = _checked_data(
+        policy, batch, desirable, reference_logps, kl_reference_logps, fixed_z0
+    )
     return batch_objective(
         policy,
         reference,
         batch,
-        _labels(desirable, policy.xp),
+        desirable,
         z0=z0,
         beta=beta,
         desirable_weight=desirable_weight,
@@ -174,16 +177,21 @@ def batch_objective(
     fixed_z0: Any = None,
     backward: bool = True,
 ) -> ObjectiveResult:
-    """:func:`kto_objective` of a checked :class:`~minikto.policy.TokenBatch` (the math).
+    """:func:`kto_objective` of checked arguments (the math).
 
-    ``policy`` and ``reference`` must be a pair :func:`check_policy_pair` accepts and
-    ``batch`` checked for them; ``max_length`` is only the T of ``"exact"`` here.
+    ``policy`` and ``reference`` must be a pair :func:`check_policy_pair` accepts, ``batch``
+    a :class:`~minikto.policy.TokenBatch` checked for them, ``desirable`` and the given
+    log-probs arrays that :func:`kto_objective` accepts (the training step's data were
+    checked when loaded); ``max_length`` is only the T of ``"exact"`` here. The policy's
+    log-probs, which change with its parameters, are checked to be finite at every call.
     """
     xp = policy.xp
+    beta, w_d, w_u = _checks.loss_weights(beta, desirable_weight, undesirable_weight, policy.dtype)
     if backward:
         policy_logps, cache = policy.batch_logps(batch, return_cache=True)
     else:
         policy_logps, cache = policy.batch_logps(batch), None
+    _checks.finite(policy_logps, "policy_logps", xp)  # NaN parameters are never used silently
     if reference_logps is None:
         reference_logps = reference.batch_logps(batch)
 
@@ -201,15 +209,7 @@ def batch_objective(
             kl_reference_logps=kl_reference_logps,
         )
 
-    out = kto_loss(
-        policy_logps,
-        reference_logps,
-        desirable,
-        point.z0,
-        beta=beta,
-        desirable_weight=desirable_weight,
-        undesirable_weight=undesirable_weight,
-    )
+    out = checked_kto_loss(policy_logps, reference_logps, desirable, point.z0, beta, w_d, w_u)
     grads = None
     if backward:
         grads = policy.batch_logps_backward(batch, out.grad_policy_logps, cache=cache)
@@ -263,7 +263,7 @@ def _batch_estimate(
         kl_policy_logps, kl_cache = policy.batch_logps(kl_batch), None
     if kl_reference_logps is None:
         kl_reference_logps = reference.batch_logps(kl_batch)
-    estimate = kl_estimate(kl_policy_logps, kl_reference_logps)
+    estimate = checked_kl_estimate(kl_policy_logps, kl_reference_logps)
     return ReferencePoint(
         z0=estimate.z0,
         kl_logratio_mean=xp.mean(kl_policy_logps - kl_reference_logps),
@@ -418,9 +418,28 @@ def check_max_length(batch: Any, max_length: int, xp: Any) -> None:
             )
 
 
-def _labels(desirable: Any, xp: Any) -> Any:
-    if isinstance(desirable, (list, tuple, np.ndarray)) and not xp.__name__.endswith("numpy"):
+def _checked_data(
+    policy: Any,
+    batch: TokenBatch,
+    desirable: Any,
+    reference_logps: Any,
+    kl_reference_logps: Any,
+    fixed_z0: Any,
+) -> tuple[Any, Any, Any, Any]:
+    """The labels (lists and NumPy arrays moved to the policy's backend), the given
+    log-probs (finite (B,) arrays of the policy's dtype) and ``fixed_z0`` (a 0-d array)."""
+    xp = policy.xp
+    if isinstance(desirable, (list, tuple)) or (
+        isinstance(desirable, np.ndarray) and not _checks.is_of(desirable, xp)
+    ):
         desirable = xp.asarray(np.asarray(desirable))
-    elif isinstance(desirable, (list, tuple)):
-        desirable = xp.asarray(desirable)
-    return desirable
+    given = {"reference_logps": reference_logps, "kl_reference_logps": kl_reference_logps}
+    array_namespace(policy.params["bias"], desirable=desirable, **given)  # one library
+    _checks.bool_vector(desirable, "desirable", xp, length=batch.rows)
+    for name, logps in given.items():
+        if logps is not None:
+            _checks.float_vector(logps, name, xp, length=batch.rows)
+            _checks.same_dtype(logps, name, policy.dtype, "policy_logps")
+    if fixed_z0 is not None:
+        fixed_z0 = _checks.zero_point(fixed_z0, xp, policy.dtype)
+    return desirable, reference_logps, kl_reference_logps, fixed_z0
