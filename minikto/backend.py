@@ -222,7 +222,12 @@ def log_softmax(x: Any, axis: int = -1) -> Any:
 
 
 def softmax(x: Any, axis: int = -1) -> Any:
-    """``exp(log_softmax(x))``: probabilities that sum to 1 along ``axis``."""
+    """``exp(log_softmax(x))``: probabilities that sum to 1 along ``axis``.
+
+    Computed as ``e / sum(e)`` with ``e = exp(x - max(x))``: exponentiating the difference
+    ``x - logsumexp(x)`` of two large numbers would cost digits (1e-4 in float32 at logits
+    of 1e4).
+    """
     xp = array_namespace(x)
     e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     return e / xp.sum(e, axis=axis, keepdims=True)

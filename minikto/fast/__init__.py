@@ -5,7 +5,8 @@ checks. This sub-package computes the same numbers with fewer passes over memory
 batch's (positions x V) work is large:
 
 - :mod:`minikto.fast.kernels`: an in-place softmax at the targets, ``w (onehot(y) - p)``
-  without a one-hot matrix, BLAS row and column sums, a matrix product into a buffer;
+  without a one-hot matrix, a scatter-add in place, BLAS row and column sums, a matrix
+  product into a buffer;
 - :mod:`minikto.fast.blocks`: the policy's forward and backward pass, block of positions by
-  block, and the one test (:func:`~minikto.fast.blocks.wanted`) that chooses it.
+  block, and the one test (:func:`~minikto.fast.blocks.pays_off`) that chooses it.
 """

@@ -32,7 +32,7 @@ import numpy as np
 from .. import _checks
 from ..backend import array_namespace, to_numpy
 
-__all__ = ["SGD", "Adam", "NonFiniteError", "make_optimizer"]
+__all__ = ["SGD", "Adam", "NonFiniteError", "make_optimizer", "state_on"]
 
 
 class NonFiniteError(FloatingPointError, ValueError):
@@ -60,7 +60,7 @@ class SGD:
         """The optimizer state as NumPy arrays (for a checkpoint)."""
         return {"t": np.asarray(self.t)}
 
-    def load_state_dict(self, state: dict[str, np.ndarray], xp: Any, dtype: Any) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the state saved by :meth:`state_dict`."""
         self.t = int(state["t"])
 
@@ -117,11 +117,18 @@ class Adam:
         out.update({f"v.{k}": to_numpy(a) for k, a in self.v.items()})
         return out
 
-    def load_state_dict(self, state: dict[str, np.ndarray], xp: Any, dtype: Any) -> None:
-        """Restore the state saved by :meth:`state_dict` onto namespace ``xp``."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict`, its moments already on the
+        parameters' backend and dtype (see :func:`state_on`)."""
         self.t = int(state["t"])
-        self.m = {k[2:]: xp.asarray(a, dtype=dtype) for k, a in state.items() if k[:2] == "m."}
-        self.v = {k[2:]: xp.asarray(a, dtype=dtype) for k, a in state.items() if k[:2] == "v."}
+        self.m = {k[2:]: a for k, a in state.items() if k[:2] == "m."}
+        self.v = {k[2:]: a for k, a in state.items() if k[:2] == "v."}
+
+
+def state_on(state: dict[str, np.ndarray], xp: Any, dtype: Any) -> dict[str, Any]:
+    """A saved optimizer state with its arrays moved to namespace ``xp`` and ``dtype`` (the
+    step count ``t`` stays as saved)."""
+    return {k: a if k == "t" else xp.asarray(a, dtype=dtype) for k, a in state.items()}
 
 
 def make_optimizer(name: str, learning_rate: float) -> SGD | Adam:

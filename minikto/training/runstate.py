@@ -20,6 +20,7 @@ from ..exact import ExactEvaluator
 from ..policy import SoftmaxPolicy
 from .checkpoint import CheckpointError, check_training_state, load_checkpoint, save_checkpoint
 from .config import KTOConfig
+from .optim import state_on
 from .records import JsonlLog, describe_difference, read_rows
 from .rundir import RunFolder
 
@@ -106,7 +107,7 @@ class RunState:
         check_logs(history, evals, start, path)
         xp = policy.xp
         policy.params = {k: xp.asarray(v, dtype=policy.dtype) for k, v in state["params"].items()}
-        self.optimizer.load_state_dict(state["optimizer_state"], xp, policy.dtype)
+        self.optimizer.load_state_dict(state_on(state["optimizer_state"], xp, policy.dtype))
         self.start, self.history = start, history
         # keep the scheduled evaluations; the saving run's final one is not on the schedule
         every = config.eval_every
