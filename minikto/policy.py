@@ -321,9 +321,9 @@ class SoftmaxPolicy:
         )
 
     @property
-    def response_space(self) -> tuple[int, int, int | None, str]:
-        """What a checked batch is checked against: (V, P, end token, dtype name)."""
-        return (self.vocab_size, self.num_prompts, self.eos_token, self.dtype_name)
+    def response_space(self) -> tuple[int, int, int | None, Any]:
+        """What a checked batch is checked against: (V, P, end token, dtype)."""
+        return (self.vocab_size, self.num_prompts, self.eos_token, self.dtype)
 
     @property
     def row_bytes(self) -> int:
@@ -333,10 +333,13 @@ class SoftmaxPolicy:
     def _owns(self, batch: Any) -> None:
         """Refuse what is not a batch checked for this policy's response space and dtype."""
         if not isinstance(batch, TokenBatch) or batch.space != self.response_space:
-            got = batch.space if isinstance(batch, TokenBatch) else type(batch).__name__
+            v, p, eos, dtype = self.response_space
+            got = type(batch).__name__
+            if isinstance(batch, TokenBatch):
+                got = f"one checked for {(*batch.space[:3], dtype_name(batch.space[3]))}"
             raise TypeError(
                 f"batch: expected a TokenBatch checked by token_batch() of a policy with "
-                f"(V, P, eos_token, dtype) = {self.response_space}; got {got}"
+                f"(V, P, eos_token, dtype) = {(v, p, eos, dtype_name(dtype))}; got {got}"
             )
 
     # --------------------------------------------------------------------------------------
@@ -460,7 +463,7 @@ class TokenBatch(NamedTuple):
     targets: Any  #: (N,) the token to score (0 at padding)
     mask: Any  #: (N,) 1.0 at real tokens, 0.0 at padding
     shape: tuple[int, int]  #: (B, T)
-    space: tuple  #: the policy's (V, P, end token, dtype name) it was checked against
+    space: tuple  #: the policy's (V, P, end token, dtype) it was checked against
 
     @property
     def rows(self) -> int:
