@@ -44,7 +44,7 @@ __all__ = [
     "fmt",
     "markdown_table",
     "mean_std",
-    "pm",
+    "mean_std_cell",
     "pick",
     "progress",
     "section_markdown",
@@ -139,7 +139,7 @@ def fmt(value: float | None, digits: int = 3, *, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def pm(metric: str, digits: int = 3, *, signed: bool = False) -> Callable[[dict], str]:
+def mean_std_cell(metric: str, digits: int = 3, *, signed: bool = False) -> Callable[[dict], str]:
     """A column formatter: ``mean ± std`` of ``metric`` in an :func:`aggregate` row."""
 
     def cell(row: dict[str, Any]) -> str:

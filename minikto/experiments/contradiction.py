@@ -52,8 +52,8 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    mean_std_cell,
     pick,
-    pm,
     progress,
     std_or_zero,
 )
@@ -154,14 +154,14 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
              + " (max over seeds)"),
             ("max abs gradient", lambda r: fmt(r["max_grad_max"], 3)),
             ("loss over all steps", lambda r: f"{r['loss_min_min']:.6f}..{r['loss_max_max']:.6f}"),
-            ("last loss", pm("loss_last", 4)),
+            ("last loss", mean_std_cell("loss_last", 4)),
             ("mean abs(r1 - r2): before -> after", lambda r: f"{fmt(r['gap_before_mean'], 2)}"
              f" -> {fmt(r['gap_after_mean'], 2)}"),
-            ("mass of y1 + y2: before", pm("mass_before", 3)),
-            ("after", pm("mass_after", 3)),
-            ("utility: before", pm("utility_before", 3, signed=True)),
-            ("after", pm("utility_after", 3, signed=True)),
-            ("KL after (nats)", pm("kl_after", 2)),
+            ("mass of y1 + y2: before", mean_std_cell("mass_before", 3)),
+            ("after", mean_std_cell("mass_after", 3)),
+            ("utility: before", mean_std_cell("utility_before", 3, signed=True)),
+            ("after", mean_std_cell("utility_after", 3, signed=True)),
+            ("KL after (nats)", mean_std_cell("kl_after", 2)),
         ],
     )
     return ExperimentResult(

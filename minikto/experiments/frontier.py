@@ -35,7 +35,7 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
-    pm,
+    mean_std_cell,
     progress,
     std_or_zero,
     train_row,
@@ -110,11 +110,11 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
         [
             ("method", lambda r: LABELS[r["method"]]),
             ("beta", lambda r: "n/a" if r["beta"] is None else f"{r['beta']:g}"),
-            ("exact utility", pm("utility", 3, signed=True)),
-            ("exact KL (nats)", pm("kl", 2)),
+            ("exact utility", mean_std_cell("utility", 3, signed=True)),
+            ("exact KL (nats)", mean_std_cell("kl", 2)),
             ("utility gained per nat", lambda r: fmt(
                 (r["utility_mean"] - reference) / r["kl_mean"], 2)),
-            ("desirable mass", pm("desirable_mass", 3)),
+            ("desirable mass", mean_std_cell("desirable_mass", 3)),
         ],
     )
     best = float(rows[0]["utility_best"])

@@ -31,8 +31,8 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    mean_std_cell,
     pick,
-    pm,
     progress,
     std_or_zero,
     train_row,
@@ -127,12 +127,12 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
             ("desirable kept", lambda r: f"{r['desirable_fraction']:.0%}"),
             ("n_D (n_U)", lambda r: f"{r['n_desirable_mean']:.0f}"
              + ("" if r["method"] == "dpo" else f" ({_n_u(rows):.0f})")),
-            ("lambda_D", pm("desirable_weight", 2)),
-            ("Eq. 8 ratio", pm("eq8_ratio", 2)),
-            ("exact utility", pm("utility", 3, signed=True)),
-            ("exact KL (nats)", pm("kl", 2)),
-            ("desirable mass", pm("desirable_mass", 3)),
-            ("mass on replies that never end", pm("no_end_mass", 3)),
+            ("lambda_D", mean_std_cell("desirable_weight", 2)),
+            ("Eq. 8 ratio", mean_std_cell("eq8_ratio", 2)),
+            ("exact utility", mean_std_cell("utility", 3, signed=True)),
+            ("exact KL (nats)", mean_std_cell("kl", 2)),
+            ("desirable mass", mean_std_cell("desirable_mass", 3)),
+            ("mass on replies that never end", mean_std_cell("no_end_mass", 3)),
         ],
     )
     reference = float(np.mean([r["utility_reference"] for r in rows]))

@@ -29,8 +29,8 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    mean_std_cell,
     pick,
-    pm,
     progress,
     std_or_zero,
     train_row,
@@ -100,10 +100,10 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
         [
             ("flipped", lambda r: f"{r['label_noise']:.0%}"),
             ("method", lambda r: LABELS[r["method"]]),
-            ("exact utility", pm("utility", 3, signed=True)),
-            ("utility lost to noise", pm("utility_drop", 3, signed=True)),
-            ("exact KL (nats)", pm("kl", 2)),
-            ("desirable mass", pm("desirable_mass", 3)),
+            ("exact utility", mean_std_cell("utility", 3, signed=True)),
+            ("utility lost to noise", mean_std_cell("utility_drop", 3, signed=True)),
+            ("exact KL (nats)", mean_std_cell("kl", 2)),
+            ("desirable mass", mean_std_cell("desirable_mass", 3)),
         ],
     )
     reference = float(rows[0]["utility_reference"])

@@ -38,8 +38,8 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    mean_std_cell,
     pick,
-    pm,
     progress,
     std_or_zero,
     train_row,
@@ -120,10 +120,10 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
             ("arm", lambda r: LABELS[r["arm"]]),
             ("examples (desirable)", lambda r: f"{r['examples_mean']:.0f}"
              + ("" if r["arm"] == "dpo" else f" ({r['n_desirable_mean']:.0f})")),
-            ("lambda_D", pm("desirable_weight", 2)),
-            ("exact utility", pm("utility", 3, signed=True)),
-            ("exact KL (nats)", pm("kl", 2)),
-            ("desirable mass", pm("desirable_mass", 3)),
+            ("lambda_D", mean_std_cell("desirable_weight", 2)),
+            ("exact utility", mean_std_cell("utility", 3, signed=True)),
+            ("exact KL (nats)", mean_std_cell("kl", 2)),
+            ("desirable mass", mean_std_cell("desirable_mass", 3)),
         ],
     )
     reference = float(rows[0]["utility_reference"])

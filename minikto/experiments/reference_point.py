@@ -43,8 +43,8 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    mean_std_cell,
     pick,
-    pm,
     progress,
     train_row,
 )
@@ -131,15 +131,18 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
         [
             ("beta", lambda r: f"{r['beta']:g}"),
             ("z0 mode", "z0"),
-            ("exact utility", pm("utility", 3, signed=True)),
-            ("exact KL (nats)", pm("kl", 2)),
+            ("exact utility", mean_std_cell("utility", 3, signed=True)),
+            ("exact KL (nats)", mean_std_cell("kl", 2)),
             ("steps clamped", lambda r: "n/a" if r["clamped_mean"] is None
              else f"{r['clamped_mean']:.1%}"),
-            ("-KL(pi_ref || pi)", pm("minus_reverse_kl", 1, signed=True)),
-            ("z0 used - exact KL", pm("z0_minus_kl", 2, signed=True)),
-            ("estimate before clamp - exact KL", pm("unclamped_minus_kl", 1, signed=True)),
-            ("loss roughness", pm("loss_roughness", 3)),
-            ("largest utility fall", pm("utility_fall", 3)),
+            ("-KL(pi_ref || pi)", mean_std_cell("minus_reverse_kl", 1, signed=True)),
+            ("z0 used - exact KL", mean_std_cell("z0_minus_kl", 2, signed=True)),
+            (
+                "estimate before clamp - exact KL",
+                mean_std_cell("unclamped_minus_kl", 1, signed=True),
+            ),
+            ("loss roughness", mean_std_cell("loss_roughness", 3)),
+            ("largest utility fall", mean_std_cell("utility_fall", 3)),
             ("diverged", lambda r: f"{r['diverged_mean'] * r['n']:.0f}/{r['n']}"),
         ],
     )

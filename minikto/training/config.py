@@ -43,7 +43,7 @@ MAX_SCALE = 1e6
 MAX_INT = 2**63 - 1
 
 
-def knob(default: Any, help: str, choices: tuple[Any, ...] = ()) -> Any:
+def option(default: Any, help: str, choices: tuple[Any, ...] = ()) -> Any:
     """A dataclass field with its help text (and the values it takes) as metadata."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
@@ -58,41 +58,41 @@ class KTOConfig:
     """
 
     # the KTO objective (the paper's §4.1, Eq. 7; the weights of Eq. 8)
-    beta: float = knob(0.1, "sharpness of the value function sigmoid(beta * (r - z0)), as "
+    beta: float = option(0.1, "sharpness of the value function sigmoid(beta * (r - z0)), as "
                             "in TRL; at most 1e6")
-    desirable_weight: float = knob(1.0, "lambda_D, weight of a desirable example's loss; Eq. 8 "
+    desirable_weight: float = option(1.0, "lambda_D, weight of a desirable example's loss; Eq. 8 "
                                         "wants lambda_D n_D / (lambda_U n_U) in [1, 4/3]; <= 1e6")
-    undesirable_weight: float = knob(1.0, "lambda_U, weight of an undesirable example's loss; "
+    undesirable_weight: float = option(1.0, "lambda_U, weight of an undesirable example's loss; "
                                           "<= 1e6")
-    z0: str | float = knob("batch", "reference point: TRL's detached batch estimate, the same "
+    z0: str | float = option("batch", "reference point: TRL's detached batch estimate, the same "
                                     "with its gradient, the exact KL, 0, or a fixed number of "
                                     "nats (|z0| <= 1e6)", Z0_MODES + ("NUMBER",))
-    loss: str = knob("kto", "objective; 'dpo' reads paired data, the others unpaired data "
+    loss: str = option("kto", "objective; 'dpo' reads paired data, the others unpaired data "
                             "(TRL: loss_type)", LOSSES)
     # optimisation
-    learning_rate: float = knob(0.05, "step size; a toy tolerates far larger steps than an LLM; "
+    learning_rate: float = option(0.05, "step size; a toy tolerates far larger steps than an LLM; "
                                       "at most 1e6")
-    optimizer: str = knob("adam", "hand-written optimizer (minikto.training.optim)",
+    optimizer: str = option("adam", "hand-written optimizer (minikto.training.optim)",
                           ("adam", "sgd"))
-    batch_size: int = knob(32, "examples per step, >= 2: the batch estimate of z0 needs "
+    batch_size: int = option(32, "examples per step, >= 2: the batch estimate of z0 needs "
                                "mismatched pairs (TRL: per_device_train_batch_size)")
-    max_steps: int = knob(300, "optimizer steps")
-    seed: int = knob(0, "seeds the batch order (and the policy's initialisation when "
+    max_steps: int = option(300, "optimizer steps")
+    seed: int = option(0, "seeds the batch order (and the policy's initialisation when "
                         "sft_steps > 0)")
     # the model
-    features: str | int = knob("onehot", "one-hot features, or embeddings of this width",
+    features: str | int = option("onehot", "one-hot features, or embeddings of this width",
                                ("onehot", "WIDTH"))
-    backend: str = knob("numpy", "array library the run computes with", BACKENDS)
-    dtype: str = knob("float64", "floating dtype of the policy and the loss",
+    backend: str = option("numpy", "array library the run computes with", BACKENDS)
+    dtype: str = option("float64", "floating dtype of the policy and the loss",
                       ("float32", "float64"))
-    sft_steps: int = knob(0, "> 0: first SFT a fresh policy on the data's responses for this "
+    sft_steps: int = option(0, "> 0: first SFT a fresh policy on the data's responses for this "
                              "many steps, then freeze it as the reference")
     # bookkeeping
-    eval_every: int = knob(25, "exact evaluation every this many steps (0: only at the start "
+    eval_every: int = option(25, "exact evaluation every this many steps (0: only at the start "
                                "and the end; TRL: eval_steps)")
-    checkpoint_every: int = knob(0, "also checkpoint every this many steps (0: only at the end; "
+    checkpoint_every: int = option(0, "also checkpoint every this many steps (0: only at the end; "
                                     "TRL: save_steps)")
-    progress: bool | None = knob(None, "progress bar; unset: only for runs of 2000 steps or more")
+    progress: bool | None = option(None, "progress bar; unset: only for runs of 2000 steps or more")
 
     def __post_init__(self) -> None:
         for name in ("beta", "learning_rate"):

@@ -20,7 +20,7 @@ from .config import KTOConfig
 from .optim import NonFiniteError
 from .step import StepResult, paired_step, unpaired_step
 
-__all__ = ["Batches", "batch_indices", "optimize", "suspect"]
+__all__ = ["Batches", "batch_indices", "optimize", "likely_cause"]
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -100,13 +100,13 @@ def optimize(
                 optimizer.step(policy.params, result.grads)
         except NonFiniteError as err:
             raise NonFiniteError(
-                f"step {step + 1}: {err}; the run stopped there. {suspect(config)}"
+                f"step {step + 1}: {err}; the run stopped there. {likely_cause(config)}"
             ) from None
         if after is not None:
             after(step + 1, result, norm)
 
 
-def suspect(config: KTOConfig) -> str:
+def likely_cause(config: KTOConfig) -> str:
     """The knob most likely to blame for a non-finite step: the largest against its default."""
     defaults = KTOConfig()
     ratios = {
