@@ -54,6 +54,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .. import _checks
 from ..backend import to_numpy
 from ..policy import SoftmaxPolicy
 from .responses import check_responses
@@ -335,13 +336,7 @@ def _sampling_policy(task: ToyTask, policy: SoftmaxPolicy | None) -> SoftmaxPoli
         return task.base_policy()
     if not isinstance(policy, SoftmaxPolicy):
         raise TypeError(f"policy: expected a SoftmaxPolicy or None; got {type(policy).__name__}")
-    got = (policy.vocab_size, policy.num_prompts, policy.eos_token)
-    want = (task.vocab_size, task.num_prompts, task.eos_token)
-    if got != want:
-        raise ValueError(
-            f"policy: expected (vocab_size, num_prompts, eos_token) = {want} like the task; "
-            f"got {got}"
-        )
+    _checks.same_response_space(policy, "policy", task, "the task's")
     return policy
 
 

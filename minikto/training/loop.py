@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from ..data.feedback import PairedDataset
 from ..objective import check_max_length
 from .config import KTOConfig
@@ -29,8 +30,7 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
     Epoch ``e`` shuffles the data with ``numpy.random.default_rng([seed, e])`` and cuts the
     permutation into ``max(1, N // batch_size)`` nearly equal batches.
     """
-    if num_examples < 2:
-        raise ValueError(f"data: expected at least 2 examples per batch; got {num_examples} in all")
+    _checks.at_least_two_examples(num_examples, "data", where=" per batch", detail=" in all")
     per_epoch = max(1, num_examples // batch_size)
     epoch, position = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(num_examples)

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..backend import dtype_name
 from ..data.atomic import atomic_write
 from ..exact import ExactEvaluator
 from ..policy import SoftmaxPolicy
@@ -24,18 +25,12 @@ from .optim import state_on
 from .records import JsonlLog, describe_difference, read_rows
 from .rundir import RunFolder
 
-__all__ = ["AUTO_CHECKPOINT_EVERY", "AUTO_CHECKPOINT_STEPS", "RunState", "check_logs",
-           "dtype_name"]
+__all__ = ["AUTO_CHECKPOINT_EVERY", "AUTO_CHECKPOINT_STEPS", "RunState", "check_logs"]
 
 #: With ``checkpoint_every=0``, runs of at least this many steps still checkpoint ...
 AUTO_CHECKPOINT_STEPS = 1000
 #: ... every this many steps.
 AUTO_CHECKPOINT_EVERY = 250
-
-
-def dtype_name(dtype: Any) -> str:
-    """``"float32"`` or ``"float64"`` for a dtype of any backend."""
-    return "float32" if "float32" in str(dtype) else "float64"
 
 
 class RunState:

@@ -53,6 +53,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
+from ..backend import dtype_name
 from ..data.atomic import atomic_write
 from ..data.feedback import PairedDataset, UnpairedDataset
 from ..data.toy import ToyTask
@@ -63,7 +65,7 @@ from .loop import Batches, batch_indices, optimize
 from .optim import make_optimizer
 from .records import data_identity, run_record
 from .rundir import RunExistsError, RunFolder, open_folder
-from .runstate import AUTO_CHECKPOINT_EVERY, AUTO_CHECKPOINT_STEPS, RunState, dtype_name
+from .runstate import AUTO_CHECKPOINT_EVERY, AUTO_CHECKPOINT_STEPS, RunState
 from .step import StepResult
 
 __all__ = [
@@ -179,8 +181,7 @@ def _check_inputs(task: Any, data: Any, config: Any) -> KTOConfig:
             f"data: loss={config.loss!r} expects an UnpairedDataset; got "
             f"{type(data).__name__} (minikto.data.feedback.unpair converts pairs)"
         )
-    if len(data) < 2:
-        raise ValueError(f"data: expected at least 2 examples per batch; got {len(data)} in all")
+    _checks.at_least_two_examples(len(data), "data", where=" per batch", detail=" in all")
     return config
 
 
@@ -192,12 +193,7 @@ def _starting_policies(
         reference = _make_reference(task, data, config)
     elif not isinstance(reference, SoftmaxPolicy):
         raise TypeError(f"reference: expected a SoftmaxPolicy; got {type(reference).__name__}")
-    for attr in ("vocab_size", "num_prompts", "eos_token"):
-        if getattr(reference, attr) != getattr(task, attr):
-            raise ValueError(
-                f"reference: expected the task's {attr}, {getattr(task, attr)}; "
-                f"got {getattr(reference, attr)}"
-            )
+    _checks.same_response_space(reference, "reference", task, "the task's")
     if policy is None:
         policy = reference
     elif not isinstance(policy, SoftmaxPolicy):
