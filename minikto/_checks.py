@@ -26,6 +26,7 @@ import numpy as np
 
 from .backend import array_namespace, dtype_name, refuse_masked, to_numpy
 from .backend import describe as _describe
+from .fast.checks import dtype_kind
 
 # ------------------------------------------------------------------------------------------
 # Python numbers
@@ -158,8 +159,8 @@ def loss_weights(
         "desirable_weight": scalar(desirable_weight, "desirable_weight", nonnegative=True),
         "undesirable_weight": scalar(undesirable_weight, "undesirable_weight", nonnegative=True),
     }
-    largest = _largest(dtype)
     kind = dtype_name(dtype)
+    largest = _FLOAT32_MAX if kind == "float32" else _FLOAT64_MAX
     if beta > largest:
         raise ValueError(f"beta: expected a number the loss's dtype {kind} holds; got {beta}")
     for name, value in weights.items():
@@ -220,7 +221,7 @@ def float_vector(x: Any, name: str, xp: ModuleType, *, length: int | None = None
         raise TypeError(f"{name}: expected a 1-d floating array; got {_describe(x)}")
     refuse_masked(x, name)
     same_library(x, name, xp, f"the same library as the other arguments ({xp.__name__})")
-    if not xp.isdtype(x.dtype, "real floating"):
+    if dtype_kind(x) != "real floating":
         raise TypeError(f"{name}: expected a floating dtype (float32/float64); got {x.dtype}")
     if x.ndim != 1:
         raise ValueError(f"{name}: expected shape (B,); got shape {tuple(x.shape)}")

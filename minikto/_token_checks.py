@@ -13,6 +13,7 @@ import numpy as np
 
 from ._checks import is_of, same_library
 from .backend import refuse_masked
+from .fast.checks import dtype_kind, integer_range
 
 
 def token_ids(
@@ -22,23 +23,24 @@ def token_ids(
     """Checked int64 ids of ``xp`` in ``[0, upper)`` (with ``padding``: -1 too), and their
     minimum."""
     refuse_masked(ids, name)
-    if isinstance(ids, (list, tuple, np.ndarray, np.generic)) and not is_of(ids, xp):
-        ids = xp.asarray(np.asarray(ids))
-    elif not hasattr(ids, "dtype"):
-        raise TypeError(f"{name}: expected an integer array; got {type(ids).__name__}")
-    same_library(ids, name, xp, f"the policy's backend ({backend})")
+    if not is_of(ids, xp):
+        if isinstance(ids, (list, tuple, np.ndarray, np.generic)):
+            ids = xp.asarray(np.asarray(ids))
+        elif not hasattr(ids, "dtype"):
+            raise TypeError(f"{name}: expected an integer array; got {type(ids).__name__}")
+        same_library(ids, name, xp, f"the policy's backend ({backend})")
     if ids.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-d array; got shape {tuple(ids.shape)}")
     if ids.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty batch; got shape {tuple(ids.shape)}")
     if any(size == 0 for size in ids.shape):  # (B, 0): no ids to check; refused later
         return ids, 0
-    if not xp.isdtype(ids.dtype, "integral"):
+    if dtype_kind(ids) != "integral":
         raise TypeError(f"{name}: expected integer ids; got dtype {ids.dtype}")
     if ids.dtype != xp.int64:
         ids = xp.astype(ids, xp.int64)
     low = -1 if padding else 0
-    smallest, largest = int(xp.min(ids)), int(xp.max(ids))
+    smallest, largest = integer_range(ids)
     if smallest < low or largest >= upper:
         bad = smallest if smallest < low else largest
         extra = " (or -1 for padding)" if padding else ""

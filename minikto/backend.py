@@ -134,6 +134,8 @@ def array_namespace(*arrays: Any, **named: Any) -> ModuleType:
         When a named argument is not an array, or the arrays come from two different
         libraries (naming both).
     """
+    if not named and all(type(a) is np.ndarray for a in arrays):
+        return np_compat  # plain NumPy arrays: a type test instead of the general walk
     for name, x in named.items():
         if x is not None and not (hasattr(x, "shape") and hasattr(x, "dtype")):
             raise TypeError(f"{name}: expected an array (NumPy, CuPy, ...); got {describe(x)}")
@@ -144,7 +146,7 @@ def array_namespace(*arrays: Any, **named: Any) -> ModuleType:
         if a is not None and not isinstance(a, (bool, int, float))
     ]
     if all(type(a) is np.ndarray or isinstance(a, np.generic) for a in present):
-        return np_compat  # plain NumPy (or nothing): a type test instead of the general walk
+        return np_compat  # plain NumPy (or nothing)
     try:
         return array_api_compat.array_namespace(*present)
     except TypeError as err:

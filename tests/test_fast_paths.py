@@ -15,6 +15,7 @@ from minikto import SoftmaxPolicy
 from minikto import backend as B
 from minikto.backend import to_numpy
 from minikto.fast import blocks
+from minikto.fast import checks as C
 from minikto.fast import kernels as K
 from minikto.objective import kto_objective
 
@@ -200,3 +201,20 @@ def test_the_readable_whole_batch_feature_map_equals_its_block_form(features, xp
     parts = [blocks.backward_rows(fmap, policy.params, grad_logits[b, :], context, b) for b in rows]
     for name, value in whole_grads.items():
         assert_close(parts[0][name] + parts[1][name], value, rtol=1e-13, atol=1e-13)
+
+
+def test_the_quick_answers_of_the_checks_equal_the_namespace_answers():
+    arrays = [
+        np.array([3, -1, 7]),
+        np.array([3, 9], dtype=np.uint8),
+        np.array([0.5, 2.0], dtype=np.float32),
+        np.array([True, False]),
+        np.array([1 + 2j]),
+    ]
+    for x in arrays:
+        assert C.dtype_kind(x) == C.dtype_kind(STRICT.asarray(x))
+    kinds = [C.dtype_kind(x) for x in arrays]
+    assert kinds == ["integral", "integral", "real floating", "bool", "other"]
+    assert C.dtype_kind(STRICT.asarray(np.array([1 + 2j]))) == "other"
+    for x in arrays[:2]:
+        assert C.integer_range(x) == C.integer_range(STRICT.asarray(x)) == (x.min(), x.max())

@@ -8,5 +8,7 @@ batch's (positions x V) work is large:
   without a one-hot matrix, a scatter-add in place, BLAS row and column sums, a matrix
   product into a buffer;
 - :mod:`minikto.fast.blocks`: the policy's forward and backward pass, block of positions by
-  block, and the one test (:func:`~minikto.fast.blocks.pays_off`) that chooses it.
+  block, and the one test (:func:`~minikto.fast.blocks.pays_off`) that chooses it;
+- :mod:`minikto.fast.checks`: quick answers to the input checks' questions (the kind of a
+  dtype, the range of integer ids) for NumPy arrays.
 """
