@@ -98,7 +98,7 @@ def get_namespace(backend: str | ModuleType = "numpy") -> ModuleType:
         return array_api_strict
     if isinstance(backend, ModuleType):
         try:
-            return array_api_compat.array_namespace(backend.asarray([0.0]))
+            return array_namespace(backend.asarray([0.0]))  # the namespace of its arrays
         except (TypeError, AttributeError) as err:
             raise ValueError(f"backend: {name!r} is not an array API library ({err})") from err
     if _importable(name):
