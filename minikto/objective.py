@@ -131,33 +131,32 @@ def kto_objective(
 
     Notes
     -----
-    The arguments are checked here, once: the policy pair, the mode, the token batch (into
-    a :class:`~minikto.policy.TokenBatch`), ``max_length``, the labels and the given
-    log-probs; then :func:`batch_objective` computes the objective (the training step calls
+    The arguments are checked once, in one call (the policy pair, the mode, the token batch
+    into a :class:`~minikto.policy.TokenBatch`, ``max_length``, the labels, the given
+    log-probs); then :func:`batch_objective` computes the objective (the training step calls
     it directly, with the data checked when they were loaded).
     """
-    check_policy_pair(policy, reference)
-    z0 = validate_z0_mode(z0)
-    batch = policy.token_batch(prompts, responses)
-    if max_length is not None:
-        check_max_length(batch, _checks.positive_int(max_length, "max_length"), policy.xp)
-    desirable, reference_logps, kl_reference_logps, fixed_z0 = _checked_data(
-        policy, batch, desirable, reference_logps, kl_reference_logps, fixed_z0
+    batch, checked = _checked_arguments(
+        policy,
+        reference,
+        prompts,
+        responses,
+        desirable,
+        z0=z0,
+        max_length=max_length,
+        reference_logps=reference_logps,
+        kl_reference_logps=kl_reference_logps,
+        fixed_z0=fixed_z0,
     )
     return batch_objective(
         policy,
         reference,
         batch,
-        desirable,
-        z0=z0,
         beta=beta,
         desirable_weight=desirable_weight,
         undesirable_weight=undesirable_weight,
-        reference_logps=reference_logps,
-        kl_reference_logps=kl_reference_logps,
-        max_length=max_length,
-        fixed_z0=fixed_z0,
         backward=backward,
+        **checked,
     )
 
 
@@ -418,16 +417,27 @@ def check_max_length(batch: Any, max_length: int, xp: Any) -> None:
             )
 
 
-def _checked_data(
+def _checked_arguments(
     policy: Any,
-    batch: TokenBatch,
+    reference: Any,
+    prompts: Any,
+    responses: Any,
     desirable: Any,
+    *,
+    z0: Any,
+    max_length: Any,
     reference_logps: Any,
     kl_reference_logps: Any,
     fixed_z0: Any,
-) -> tuple[Any, Any, Any, Any]:
-    """The labels (lists and NumPy arrays moved to the policy's backend), the given
-    log-probs (finite (B,) arrays of the policy's dtype) and ``fixed_z0`` (a 0-d array)."""
+) -> tuple[TokenBatch, dict[str, Any]]:
+    """The checks of :func:`kto_objective`, once: the policy pair, the mode, the batch (and
+    ``max_length``), the labels (lists and NumPy arrays moved to the policy's backend), the
+    given log-probs (finite (B,) arrays of the policy's dtype) and ``fixed_z0`` (0-d)."""
+    check_policy_pair(policy, reference)
+    z0 = validate_z0_mode(z0)
+    batch = policy.token_batch(prompts, responses)
+    if max_length is not None:
+        check_max_length(batch, _checks.positive_int(max_length, "max_length"), policy.xp)
     xp = policy.xp
     if isinstance(desirable, (list, tuple)) or (
         isinstance(desirable, np.ndarray) and not _checks.is_of(desirable, xp)
@@ -442,4 +452,10 @@ def _checked_data(
             _checks.same_dtype(logps, name, policy.dtype, "policy_logps")
     if fixed_z0 is not None:
         fixed_z0 = _checks.zero_point(fixed_z0, xp, policy.dtype)
-    return desirable, reference_logps, kl_reference_logps, fixed_z0
+    return batch, {
+        "desirable": desirable,
+        "z0": z0,
+        "max_length": max_length,
+        "fixed_z0": fixed_z0,
+        **given,
+    }
