@@ -25,6 +25,13 @@ Forward and backward (the derivation behind ``sequence_logps_backward``):
 so with an upstream gradient ``g_b = dLoss / d log pi(y_b|x_b)`` the gradient of the logits
 at every real (non-padding) token is ``g_b (onehot(y_t) - p_t)``; the feature map sends it to
 its parameters and the bias gradient is its sum over all tokens.
+
+Checked once. :meth:`SoftmaxPolicy.token_batch` checks prompts and responses and flattens
+them into a :class:`TokenBatch`; :meth:`~SoftmaxPolicy.batch_logps` and
+:meth:`~SoftmaxPolicy.batch_logps_backward` compute the two passes on it without checking
+again. :meth:`~SoftmaxPolicy.sequence_logps` and :meth:`~SoftmaxPolicy.sequence_logps_backward`
+take raw arrays: they check them into a batch, then call those two. Training checks its data
+once, when it is loaded, and takes rows of that batch at every step.
 """
 
 from __future__ import annotations
