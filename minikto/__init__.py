@@ -17,9 +17,10 @@ Then the sub-packages, by role: ``data/`` (:class:`ToyTask`, :func:`default_task
 Lines readers and writers), ``training/`` (:class:`KTOConfig`, :func:`train`,
 :func:`check_weight_balance`, optimizers, checkpoints), ``tools/`` (command line, demo, plots,
 reference vectors, :func:`check_kto` for a KTO written elsewhere), ``experiments/`` (the
-paper's claims on a toy), and ``fast/`` (the CPU-tuned, block-wise form of the policy's
-passes: optional reading). Input checks are written once in ``_checks`` (numbers, log-prob
-vectors, labels) and ``_token_checks`` (token batches).
+paper's claims on a toy), and ``fast/`` (CPU tuning, optional reading: the block-wise form of
+the policy's passes, in-place kernels, quick answers for the checks). Input checks are written
+once in ``_checks`` (numbers, log-prob vectors, labels) and ``_token_checks`` (token batches),
+and run once where data enter: a checked :class:`~minikto.policy.TokenBatch` needs no other.
 """
 
 from .backend import get_namespace, to_numpy
