@@ -13,7 +13,10 @@ A public function opens with one or two whole-signature checks and then reads as
 - :mod:`minikto._token_checks` checks the (B,) prompts and (B, T) responses a policy scores.
 
 The pieces they are made of (:func:`scalar`, :func:`integer`, :func:`seed`,
-:func:`float_vector`, :func:`bool_vector`...) serve the other modules.
+:func:`float_vector`, :func:`bool_vector`...) serve the other modules, and each rule is
+written once: :func:`same_library`, :func:`same_dtype`, :func:`same_response_space` (a policy
+against a policy or a task), :func:`at_least_two_examples`. The namespace itself is resolved
+by :func:`minikto.backend.array_namespace`, which names an argument that is not an array.
 """
 
 from __future__ import annotations
