@@ -335,7 +335,7 @@ class SoftmaxPolicy:
     @property
     def row_bytes(self) -> int:
         """The bytes of one row of V logits."""
-        return self.vocab_size * (4 if self.dtype_name == "float32" else 8)
+        return self.vocab_size * (4 if self.dtype == self.xp.float32 else 8)
 
     def _owns(self, batch: Any) -> None:
         """Refuse what is not a batch checked for this policy's response space and dtype."""
