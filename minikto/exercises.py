@@ -397,7 +397,7 @@ def nb02_exercise_4(sequence_logps_backward: Callable) -> Verdict:
             raise ValueError(f"expected a dict of arrays with shapes {shapes}; got {got}")
         return value, probe.flatten_grads(grads)
 
-    return _gradcheck_verdict(
+    verdict = _gradcheck_verdict(
         4,
         weighted_logps,
         policy.get_flat(),
@@ -409,6 +409,16 @@ def nb02_exercise_4(sequence_logps_backward: Callable) -> Verdict:
             "policy.bos_state at t = 1; padding (-1) contributes nothing",
             "bias": "the bias is added at every real position: it collects all their rows",
         },
+    )
+    if not verdict.passed:
+        return verdict
+    # micrograd-style: compare with minikto's own backward pass on the same batch
+    probe.set_flat(policy.get_flat())  # gradcheck left it at a perturbed point
+    yours = sequence_logps_backward(probe, prompts, responses, g)
+    theirs = policy.sequence_logps_backward(prompts, responses, g)
+    gap = max(float(np.max(np.abs(np.asarray(yours[k]) - np.asarray(theirs[k])))) for k in theirs)
+    return _correct(
+        4, f"{verdict.hint}; largest difference from minikto's sequence_logps_backward {gap:.1e}"
     )
 
 
@@ -458,10 +468,17 @@ def nb02_exercise_5(kto_step: Callable, *, learning_rate: float = 1.0) -> Verdic
             "the loss fell but the exact utility did not rise: is the step the "
             "gradient of the mean KTO loss of THIS batch?",
         )
+    minikto_step = reference.copy(frozen=False)
+    grads = kto_objective(minikto_step, reference, *batch, z0=z0, beta=0.1).grads
+    minikto_step.set_flat(
+        minikto_step.get_flat() - learning_rate * minikto_step.flatten_grads(grads)
+    )
+    gap = float(np.max(np.abs(policy.get_flat() - minikto_step.get_flat())))
     return _correct(
         5,
         f"loss {before:.6f} -> {after:.6f}, exact utility "
-        f"{utility_before:+.4f} -> {utility_after:+.4f}",
+        f"{utility_before:+.4f} -> {utility_after:+.4f}; your parameters differ from "
+        f"minikto's gradient step (kto_objective) by at most {gap:.1e}",
     )
 
 

@@ -124,23 +124,52 @@ def _code(nb: nbformat.NotebookNode) -> list:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_opens_with_colab_link_and_guarded_install_and_ends_with_a_recap(path):
+def test_notebook_opens_with_its_links_and_guarded_install_and_ends_with_a_recap(path):
     nb = nbformat.read(path, as_version=4)
-    url = runner.repository_url()
+    url, published = runner.repository_url(), not runner.is_placeholder()
     first = nb.cells[0]
     assert first.cell_type == "markdown"
-    assert runner.badges(url, path.name) in first.source, "links out of date: regenerate"
+    if published:
+        assert runner.badges(url, path.name) in first.source, "links out of date: regenerate"
+    else:  # a placeholder address: no badge that leads nowhere, and the way to run it instead
+        assert runner.BADGE not in first.source and runner.UNPUBLISHED in first.source
     for word in ("**Objectives.**", "**Prerequisites.**", "**Time:**"):
         assert word in first.source, f"{path.name}: the first cell lacks {word}"
-    install = _code(nb)[0]
-    assert f'REPOSITORY = "{url}"' in install.source
+    install = runner.install_cell(nb, path.name)
+    assert (f'REPOSITORY = "{url}"' if published else "REPOSITORY = None") in install.source
     assert "except ImportError" in install.source and "pip" in install.source
+    # the package alone (Colab has Jupyter), and on failure what to do, not a traceback
+    assert "minikto @ git+" in install.source and "[notebooks]" not in install.source
+    assert "check_call" not in install.source and "clone" in install.source
+    code = _code(nb)
+    assert install is code[0] or all("import" not in c.source.replace("import os", "")
+                                     for c in code[: code.index(install)])
     recap = [c for c in nb.cells if c.cell_type == "markdown" and "## Recap" in c.source]
     assert recap, f"{path.name} has no recap"
     # syncing the committed notebook changes nothing: links come from pyproject.toml only
     synced = copy.deepcopy(nb)
-    runner.sync_links(synced, path.name, url)
+    runner.sync_links(synced, path.name, url, published=published)
     assert synced == nb
+
+
+def test_badges_are_hidden_while_the_address_is_a_placeholder_and_shown_once_it_is_real(
+        tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    line = 'Repository = "https://github.com/owner/name"'
+    nb = nbformat.read(NOTEBOOKS[0], as_version=4)
+    for comment, published in (("  # placeholder", False), ("", True), ("  # placeholder", False)):
+        pyproject.write_text(f'[project]\nname = "x"\n\n[project.urls]\n{line}{comment}\n',
+                             encoding="utf-8")
+        assert runner.is_placeholder(pyproject) is not published
+        url = runner.repository_url(pyproject)
+        runner.sync_links(nb, NOTEBOOKS[0].name, url, published=not runner.is_placeholder(
+            pyproject))
+        first, install = nb.cells[0].source, runner.install_cell(nb, NOTEBOOKS[0].name).source
+        assert (runner.badges(url, NOTEBOOKS[0].name) in first) is published
+        assert (runner.UNPUBLISHED in first) is not published
+        assert first.count(runner.LINKS_MARKER) == 1 and first.count("Open In Colab") <= 1
+        assert ('REPOSITORY = "https://github.com/owner/name"' in install) is published
+        assert ("REPOSITORY = None" in install) is not published
 
 
 def test_badges_point_colab_and_binder_at_the_repository():
