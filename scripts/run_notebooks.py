@@ -49,16 +49,19 @@ LINKS_MARKER = "<!-- links: written by scripts/run_notebooks.py from pyproject.t
 BADGE = "[![Open In Colab]"
 REPOSITORY_LINE = re.compile(r'^REPOSITORY = (?:None|"[^"]*")', re.MULTILINE)
 #: What the first cell says instead of the badges while the address is a placeholder.
-UNPUBLISHED = ("*To run this notebook: clone the repository, `pip install \".[notebooks]\"` in "
-               "it and open the notebook there (Colab and Binder links appear here once the "
-               "project is published at its own address).*")
+UNPUBLISHED = (
+    '*To run this notebook: clone the repository, `pip install ".[notebooks]"` in '
+    "it and open the notebook there (Colab and Binder links appear here once the "
+    "project is published at its own address).*"
+)
 
 
 def _repository_line(pyproject: Path) -> re.Match:
     text = pyproject.read_text(encoding="utf-8")
     section = re.search(r"^\[project\.urls\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
-    found = section and re.search(r'^Repository\s*=\s*"([^"]+)"[ \t]*(#.*)?$',
-                                  section.group(1), re.M)
+    found = section and re.search(
+        r'^Repository\s*=\s*"([^"]+)"[ \t]*(#.*)?$', section.group(1), re.M
+    )
     if not found:
         raise ValueError(f"{pyproject}: expected a Repository entry under [project.urls]")
     return found
@@ -68,8 +71,9 @@ def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:
     """``[project.urls] Repository`` of ``pyproject.toml``: ``https://github.com/OWNER/NAME``."""
     url = _repository_line(pyproject).group(1).rstrip("/")
     if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
-        raise ValueError(f"{pyproject}: expected Repository = https://github.com/OWNER/NAME; "
-                         f"got {url!r}")
+        raise ValueError(
+            f"{pyproject}: expected Repository = https://github.com/OWNER/NAME; got {url!r}"
+        )
     return url
 
 
@@ -84,8 +88,10 @@ def badges(url: str, notebook: str) -> str:
     slug = url.removeprefix("https://github.com/")
     colab = f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{notebook}"
     binder = f"https://mybinder.org/v2/gh/{slug}/main?labpath=notebooks%2F{notebook}"
-    return (f"{BADGE}(https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
-            f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder})")
+    return (
+        f"{BADGE}(https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
+        f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder})"
+    )
 
 
 def install_cell(nb: nbformat.NotebookNode, notebook: str) -> nbformat.NotebookNode:
@@ -94,19 +100,22 @@ def install_cell(nb: nbformat.NotebookNode, notebook: str) -> nbformat.NotebookN
         if cell.cell_type == "code" and REPOSITORY_LINE.search(cell.source):
             if "except ImportError" in cell.source:
                 return cell
-    raise ValueError(f"{notebook}: it needs the guarded install cell "
-                     "(REPOSITORY = ... and `except ImportError`)")
+    raise ValueError(
+        f"{notebook}: it needs the guarded install cell (REPOSITORY = ... and `except ImportError`)"
+    )
 
 
-def sync_links(nb: nbformat.NotebookNode, notebook: str, url: str, *,
-               published: bool = True) -> None:
+def sync_links(
+    nb: nbformat.NotebookNode, notebook: str, url: str, *, published: bool = True
+) -> None:
     """Write the badges (or, unpublished, how to run from a clone) and the install cell's
     ``REPOSITORY`` for ``url`` into ``nb``."""
     first = nb.cells[0]
     lines = first.source.split("\n")
     if first.cell_type != "markdown" or LINKS_MARKER not in lines:
-        raise ValueError(f"{notebook}: its first cell must be markdown with the line "
-                         f"{LINKS_MARKER}")
+        raise ValueError(
+            f"{notebook}: its first cell must be markdown with the line {LINKS_MARKER}"
+        )
     at = lines.index(LINKS_MARKER) + 1
     if at < len(lines) and lines[at].startswith((BADGE, UNPUBLISHED[:24])):
         del lines[at]
@@ -166,8 +175,11 @@ def docs_figures(nb: nbformat.NotebookNode) -> dict[str, bytes]:
         name = cell.get("metadata", {}).get("docs_figure")
         if not name:
             continue
-        pngs = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in
-                o.get("data", {})]
+        pngs = [
+            o["data"]["image/png"]
+            for o in cell.get("outputs", [])
+            if "image/png" in o.get("data", {})
+        ]
         if not pngs:
             raise ValueError(f"docs_figure {name}: its cell produced no PNG output")
         figures[name] = base64.b64decode(pngs[-1])
@@ -176,14 +188,29 @@ def docs_figures(nb: nbformat.NotebookNode) -> dict[str, bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="notebooks to run (default: every notebooks/[0-9]*.ipynb)")
-    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
-                        help=f"seconds allowed per cell (default {CELL_TIMEOUT})")
-    parser.add_argument("--check", action="store_true",
-                        help="execute only; write neither the notebooks nor the figures")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="fail when a notebook takes longer than this many seconds")
+    parser.add_argument(
+        "notebooks",
+        nargs="*",
+        type=Path,
+        help="notebooks to run (default: every notebooks/[0-9]*.ipynb)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=CELL_TIMEOUT,
+        help=f"seconds allowed per cell (default {CELL_TIMEOUT})",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="execute only; write neither the notebooks nor the figures",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="fail when a notebook takes longer than this many seconds",
+    )
     args = parser.parse_args(argv)
     paths = args.notebooks or notebook_paths()
     if not paths:
@@ -200,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         figures = docs_figures(nb)
         if args.budget is not None and seconds > args.budget:
-            print(f"{path}: took {seconds:.1f} s, over the budget of {args.budget:g} s",
-                  file=sys.stderr)
+            print(
+                f"{path}: took {seconds:.1f} s, over the budget of {args.budget:g} s",
+                file=sys.stderr,
+            )
             return 1
         if not args.check:
             nbformat.write(nb, path)

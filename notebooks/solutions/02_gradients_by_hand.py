@@ -33,8 +33,15 @@ def dpo_gradients(policy_chosen, policy_rejected, reference_chosen, reference_re
 
 
 # %% exercise-3
-def my_kto_loss(policy_logps, reference_logps, desirable, z0, beta=0.1, desirable_weight=1.0,
-                undesirable_weight=1.0):
+def my_kto_loss(
+    policy_logps,
+    reference_logps,
+    desirable,
+    z0,
+    beta=0.1,
+    desirable_weight=1.0,
+    undesirable_weight=1.0,
+):
     # Step 3: z_i = s_i beta (r_i - z0) with s_i = +1 (desirable) or -1, r_i the log-ratio;
     # l_i = lambda_i (1 - sigmoid(z_i)) = lambda_i sigmoid(-z_i); L = mean_i l_i.
     # dl_i/dz_i = -lambda_i sigmoid(z_i) sigmoid(-z_i), dz_i/d logp_i = s_i beta, and 1/B.

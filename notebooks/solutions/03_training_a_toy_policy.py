@@ -15,13 +15,15 @@ print ``correct``. The blocks use the names the notebook defines (``data``, ``ex
 first = batch_indices(len(data), exercise_config.batch_size, exercise_config.seed, 0)
 n_D = int(np.sum(data.desirable[first]))
 n_U = len(first) - n_D
-first_loss = (exercise_config.desirable_weight * n_D
-              + exercise_config.undesirable_weight * n_U) / (2 * len(first))
+first_loss = (exercise_config.desirable_weight * n_D + exercise_config.undesirable_weight * n_U) / (
+    2 * len(first)
+)
 
 # %% exercise-2
 # The matched pairs (x_i, y_i) with y_i drawn from pi_ref(.|x_i): their mean log-ratio
 # estimates E_{y ~ pi_ref}[log pi / pi_ref] = -KL(pi_ref || pi) <= 0. It is strongly negative
 # here: training pushed the many undesirable reference samples far down.
-ratios = (result.policy.sequence_logps(data.prompts, data.responses)
-          - reference.sequence_logps(data.prompts, data.responses))
+ratios = result.policy.sequence_logps(data.prompts, data.responses) - reference.sequence_logps(
+    data.prompts, data.responses
+)
 matched_mean = float(np.mean(ratios))
