@@ -139,7 +139,7 @@ def test_notebook_opens_with_its_links_and_guarded_install_and_ends_with_a_recap
     assert (f'REPOSITORY = "{url}"' if published else "REPOSITORY = None") in install.source
     assert "except ImportError" in install.source and "pip" in install.source
     # the package alone (Colab has Jupyter), and on failure what to do, not a traceback
-    assert "minikto @ git+" in install.source and "[notebooks]" not in install.source
+    assert "minikto @ git+" in install.source and "minikto[notebooks] @" not in install.source
     assert "check_call" not in install.source and "clone" in install.source
     code = _code(nb)
     before = code[: code.index(install)]  # e.g. limiting threads, before NumPy is loaded
