@@ -15,7 +15,8 @@ Tolerances of number answers
 A number worked out on paper is typed with a few digits. An answer passes when it agrees with
 the right value to 3 significant digits, ``|answer - right| <= 5e-3 * max(|right|, floor)``:
 the right value rounded to 3 digits is off by at most half a unit of the third digit, i.e.
-``5e-3`` relative at worst; the known mistakes named in the hints are 10% or more away. A
+``5e-3`` relative at worst; each known mistake a hint names lies further away (the tests in
+``tests/test_exercises.py`` run each one through its grader). A
 number computed with code from the same arrays (a mean of log-ratios, a loss of one batch)
 differs from minikto's only by the order of floating-point sums, ``~ n * eps * |terms|``, and
 passes at ``1e-9`` relative, far above that round-off and far below any mistake.
@@ -117,8 +118,9 @@ def _call(n: int, fn: Callable, *args: Any) -> tuple[Any, Verdict | None]:
     try:
         return fn(*args), None
     except NotImplementedError:
+        name = getattr(fn, "__name__", "<lambda>")
         return None, _unsolved(
-            n, f"{getattr(fn, '__name__', 'your function')} raises NotImplementedError"
+            n, f"{'your function' if name == '<lambda>' else name} raises NotImplementedError"
         )
     except Exception as err:  # the student's code: report it in one line
         return None, _wrong(n, f"your code raised {type(err).__name__}: {err}")
