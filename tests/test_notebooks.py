@@ -9,6 +9,7 @@ outputs are never modified.
 from __future__ import annotations
 
 import ast
+import base64
 import copy
 import importlib.util
 import re
@@ -245,3 +246,17 @@ def test_the_notebooks_extra_holds_everything_the_notebook_imports(path):
         and DISTRIBUTION.get(name, name).lower() not in required
     )
     assert not missing, f"{path.name} imports {missing}, which pip install '.[notebooks]' lacks"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_committed_figure_is_at_most_10_inches_wide(path):
+    # the inline backend draws 100 pixels per inch (the notebooks' figure.dpi); a legend
+    # moved outside the axes must stay inside the figure, not widen it
+    nb = nbformat.read(path, as_version=4)
+    widths = [
+        int.from_bytes(base64.b64decode(output["data"]["image/png"])[16:20], "big")
+        for cell in _code(nb)
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+    assert all(width <= 1000 for width in widths), (path.name, widths)
