@@ -2,8 +2,10 @@
 
 Each block that starts with a ``# %% exercise-N`` line replaces the notebook's stub cell tagged
 ``exercise-N``; ``tests/test_notebooks.py`` runs the notebook that way and expects every check to
-print ``correct``. The blocks use only names the notebook's setup cell imports (``np`` and
-minikto's ``sigmoid``). Try the exercises before reading on.
+print ``correct``; ``tests/test_exercises.py`` hands each block to its grader in
+``minikto/exercises.py``. The blocks use only names the notebook's setup cell imports (``np``
+and minikto's ``sigmoid``), and exercise 5 the functions of exercises 3 and 4. Try the
+exercises before reading on.
 """
 
 import numpy as np
