@@ -31,17 +31,24 @@ from typing import Any
 
 import numpy as np
 
-from .data.feedback import sample_unpaired
-from .data.toy import default_task
-from .exact import ExactEvaluator
-from .gradcheck import gradcheck
-from .kto import kl_estimate, kto_loss, mismatched_indices
-from .losses import dpo_loss
-from .objective import kto_objective
-from .policy import SoftmaxPolicy
-from .tools.check import check_kto
-from .training.config import KTOConfig, WeightBalanceWarning, check_weight_balance
-from .training.train import train
+# the package's public API only (what the notebooks use), not its internal modules
+from . import (
+    ExactEvaluator,
+    KTOConfig,
+    SoftmaxPolicy,
+    WeightBalanceWarning,
+    check_kto,
+    check_weight_balance,
+    default_task,
+    dpo_loss,
+    gradcheck,
+    kl_estimate,
+    kto_loss,
+    kto_objective,
+    mismatched_indices,
+    sample_unpaired,
+    train,
+)
 
 #: Relative agreement of an answer worked out on paper (3 significant digits).
 PAPER_RTOL = 5e-3
