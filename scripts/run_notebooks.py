@@ -8,9 +8,13 @@ and figures. A code cell whose metadata holds ``"docs_figure": "NAME.png"`` also
 Before running, each notebook's links are written from ``pyproject.toml``'s
 ``[project.urls] Repository`` (the single source of the repository's address): the "Open in
 Colab" and Binder badges on the line after the ``<!-- links: ... -->`` marker of the first cell,
-and the ``REPOSITORY = "..."`` line of the install cell (the first code cell), which installs
-minikto from the repository only where ``import minikto`` fails. A notebook cannot read
-pyproject.toml on Colab, hence the links are generated here, at build time.
+and the ``REPOSITORY = ...`` line of the install cell (the code cell holding that line), which
+installs the ``minikto`` package alone from the repository, only where ``import minikto``
+fails. A notebook cannot read pyproject.toml on Colab, hence the links are generated here, at
+build time. While the address is marked as a placeholder (the Repository line ends with the
+comment ``# placeholder``), no badge is shown: the line after the marker says how to run the
+notebook from a clone instead, and the install cell gets ``REPOSITORY = None``. Removing the
+comment (with a real address) brings the badges back at the next regeneration.
 
 The kernel runs on THIS Python interpreter (the native ipykernel spec of the running
 environment), whatever kernels are installed elsewhere: ``ipykernel`` must be importable,
@@ -43,21 +47,40 @@ FIGURE_DIR = ROOT / "docs" / "figures"
 CELL_TIMEOUT = 300  # seconds per cell; every notebook is meant to finish in under 60 s
 LINKS_MARKER = "<!-- links: written by scripts/run_notebooks.py from pyproject.toml -->"
 BADGE = "[![Open In Colab]"
-REPOSITORY_LINE = re.compile(r'^REPOSITORY = "[^"]*"', re.MULTILINE)
+REPOSITORY_LINE = re.compile(r'^REPOSITORY = (?:None|"[^"]*")', re.MULTILINE)
+#: What the first cell says instead of the badges while the address is a placeholder.
+UNPUBLISHED = (
+    '*To run this notebook: clone the repository, `pip install ".[notebooks]"` in '
+    "it and open the notebook there (Colab and Binder links appear here once the "
+    "project is published at its own address).*"
+)
+
+
+def _repository_line(pyproject: Path) -> re.Match:
+    text = pyproject.read_text(encoding="utf-8")
+    section = re.search(r"^\[project\.urls\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    found = section and re.search(
+        r'^Repository\s*=\s*"([^"]+)"[ \t]*(#.*)?$', section.group(1), re.M
+    )
+    if not found:
+        raise ValueError(f"{pyproject}: expected a Repository entry under [project.urls]")
+    return found
 
 
 def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:
     """``[project.urls] Repository`` of ``pyproject.toml``: ``https://github.com/OWNER/NAME``."""
-    text = pyproject.read_text(encoding="utf-8")
-    section = re.search(r"^\[project\.urls\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
-    found = section and re.search(r'^Repository\s*=\s*"([^"]+)"', section.group(1), re.M)
-    if not found:
-        raise ValueError(f"{pyproject}: expected a Repository entry under [project.urls]")
-    url = found.group(1).rstrip("/")
+    url = _repository_line(pyproject).group(1).rstrip("/")
     if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
-        raise ValueError(f"{pyproject}: expected Repository = https://github.com/OWNER/NAME; "
-                         f"got {url!r}")
+        raise ValueError(
+            f"{pyproject}: expected Repository = https://github.com/OWNER/NAME; got {url!r}"
+        )
     return url
+
+
+def is_placeholder(pyproject: Path = ROOT / "pyproject.toml") -> bool:
+    """Whether the Repository line is marked ``# placeholder`` (not published there yet)."""
+    comment = _repository_line(pyproject).group(2) or ""
+    return comment.lstrip("#").strip().lower().startswith("placeholder")
 
 
 def badges(url: str, notebook: str) -> str:
@@ -65,27 +88,42 @@ def badges(url: str, notebook: str) -> str:
     slug = url.removeprefix("https://github.com/")
     colab = f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{notebook}"
     binder = f"https://mybinder.org/v2/gh/{slug}/main?labpath=notebooks%2F{notebook}"
-    return (f"{BADGE}(https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
-            f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder})")
+    return (
+        f"{BADGE}(https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
+        f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder})"
+    )
 
 
-def sync_links(nb: nbformat.NotebookNode, notebook: str, url: str) -> None:
-    """Write the badges and the install cell's ``REPOSITORY`` for ``url`` into ``nb``."""
+def install_cell(nb: nbformat.NotebookNode, notebook: str) -> nbformat.NotebookNode:
+    """The guarded install cell of ``nb``: the code cell holding ``REPOSITORY = ...``."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and REPOSITORY_LINE.search(cell.source):
+            if "except ImportError" in cell.source:
+                return cell
+    raise ValueError(
+        f"{notebook}: it needs the guarded install cell (REPOSITORY = ... and `except ImportError`)"
+    )
+
+
+def sync_links(
+    nb: nbformat.NotebookNode, notebook: str, url: str, *, published: bool = True
+) -> None:
+    """Write the badges (or, unpublished, how to run from a clone) and the install cell's
+    ``REPOSITORY`` for ``url`` into ``nb``."""
     first = nb.cells[0]
     lines = first.source.split("\n")
     if first.cell_type != "markdown" or LINKS_MARKER not in lines:
-        raise ValueError(f"{notebook}: its first cell must be markdown with the line "
-                         f"{LINKS_MARKER}")
+        raise ValueError(
+            f"{notebook}: its first cell must be markdown with the line {LINKS_MARKER}"
+        )
     at = lines.index(LINKS_MARKER) + 1
-    if at < len(lines) and lines[at].startswith(BADGE):
+    if at < len(lines) and lines[at].startswith((BADGE, UNPUBLISHED[:24])):
         del lines[at]
-    lines.insert(at, badges(url, notebook))
+    lines.insert(at, badges(url, notebook) if published else UNPUBLISHED)
     first.source = "\n".join(lines)
-    install = next(c for c in nb.cells if c.cell_type == "code")
-    if not REPOSITORY_LINE.search(install.source) or "except ImportError" not in install.source:
-        raise ValueError(f"{notebook}: its first code cell must be the guarded install cell "
-                         "(REPOSITORY = \"...\" and `except ImportError`)")
-    install.source = REPOSITORY_LINE.sub(f'REPOSITORY = "{url}"', install.source)
+    install = install_cell(nb, notebook)
+    value = f'"{url}"' if published else "None"
+    install.source = REPOSITORY_LINE.sub(f"REPOSITORY = {value}", install.source)
 
 
 def notebook_paths(directory: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -137,8 +175,11 @@ def docs_figures(nb: nbformat.NotebookNode) -> dict[str, bytes]:
         name = cell.get("metadata", {}).get("docs_figure")
         if not name:
             continue
-        pngs = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in
-                o.get("data", {})]
+        pngs = [
+            o["data"]["image/png"]
+            for o in cell.get("outputs", [])
+            if "image/png" in o.get("data", {})
+        ]
         if not pngs:
             raise ValueError(f"docs_figure {name}: its cell produced no PNG output")
         figures[name] = base64.b64decode(pngs[-1])
@@ -147,23 +188,38 @@ def docs_figures(nb: nbformat.NotebookNode) -> dict[str, bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="notebooks to run (default: every notebooks/[0-9]*.ipynb)")
-    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
-                        help=f"seconds allowed per cell (default {CELL_TIMEOUT})")
-    parser.add_argument("--check", action="store_true",
-                        help="execute only; write neither the notebooks nor the figures")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="fail when a notebook takes longer than this many seconds")
+    parser.add_argument(
+        "notebooks",
+        nargs="*",
+        type=Path,
+        help="notebooks to run (default: every notebooks/[0-9]*.ipynb)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=CELL_TIMEOUT,
+        help=f"seconds allowed per cell (default {CELL_TIMEOUT})",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="execute only; write neither the notebooks nor the figures",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="fail when a notebook takes longer than this many seconds",
+    )
     args = parser.parse_args(argv)
     paths = args.notebooks or notebook_paths()
     if not paths:
         print(f"no notebooks found in {NOTEBOOK_DIR}", file=sys.stderr)
         return 1
-    url = repository_url()
+    url, published = repository_url(), not is_placeholder()
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        sync_links(nb, path.name, url)
+        sync_links(nb, path.name, url, published=published)
         seconds = execute_notebook(nb, path.resolve().parent, timeout=args.timeout)
         errors = cell_errors(nb)
         if errors:
@@ -171,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         figures = docs_figures(nb)
         if args.budget is not None and seconds > args.budget:
-            print(f"{path}: took {seconds:.1f} s, over the budget of {args.budget:g} s",
-                  file=sys.stderr)
+            print(
+                f"{path}: took {seconds:.1f} s, over the budget of {args.budget:g} s",
+                file=sys.stderr,
+            )
             return 1
         if not args.check:
             nbformat.write(nb, path)

@@ -9,6 +9,7 @@ outputs are never modified.
 from __future__ import annotations
 
 import ast
+import base64
 import copy
 import importlib.util
 import re
@@ -124,29 +125,68 @@ def _code(nb: nbformat.NotebookNode) -> list:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_opens_with_colab_link_and_guarded_install_and_ends_with_a_recap(path):
+def test_notebook_opens_with_its_links_and_guarded_install_and_ends_with_a_recap(path):
     nb = nbformat.read(path, as_version=4)
-    url = runner.repository_url()
+    url, published = runner.repository_url(), not runner.is_placeholder()
     first = nb.cells[0]
     assert first.cell_type == "markdown"
-    assert runner.badges(url, path.name) in first.source, "links out of date: regenerate"
+    if published:
+        assert runner.badges(url, path.name) in first.source, "links out of date: regenerate"
+    else:  # a placeholder address: no badge that leads nowhere, and the way to run it instead
+        assert runner.BADGE not in first.source and runner.UNPUBLISHED in first.source
     for word in ("**Objectives.**", "**Prerequisites.**", "**Time:**"):
         assert word in first.source, f"{path.name}: the first cell lacks {word}"
-    install = _code(nb)[0]
-    assert f'REPOSITORY = "{url}"' in install.source
+    install = runner.install_cell(nb, path.name)
+    assert (f'REPOSITORY = "{url}"' if published else "REPOSITORY = None") in install.source
     assert "except ImportError" in install.source and "pip" in install.source
+    # the package alone (Colab has Jupyter), and on failure what to do, not a traceback
+    assert "minikto @ git+" in install.source and "minikto[notebooks] @" not in install.source
+    assert "check_call" not in install.source and "clone" in install.source
+    code = _code(nb)
+    before = code[: code.index(install)]  # e.g. limiting threads, before NumPy is loaded
+    imported = {
+        a.name
+        for c in before
+        for node in ast.walk(ast.parse(c.source))
+        if isinstance(node, ast.Import)
+        for a in node.names
+    }
+    assert imported <= {"os", "sys"} and not any("from " in c.source for c in before), imported
     recap = [c for c in nb.cells if c.cell_type == "markdown" and "## Recap" in c.source]
     assert recap, f"{path.name} has no recap"
     # syncing the committed notebook changes nothing: links come from pyproject.toml only
     synced = copy.deepcopy(nb)
-    runner.sync_links(synced, path.name, url)
+    runner.sync_links(synced, path.name, url, published=published)
     assert synced == nb
+
+
+def test_badges_are_hidden_while_the_address_is_a_placeholder_and_shown_once_it_is_real(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    line = 'Repository = "https://github.com/owner/name"'
+    nb = nbformat.read(NOTEBOOKS[0], as_version=4)
+    for comment, published in (("  # placeholder", False), ("", True), ("  # placeholder", False)):
+        pyproject.write_text(
+            f'[project]\nname = "x"\n\n[project.urls]\n{line}{comment}\n', encoding="utf-8"
+        )
+        assert runner.is_placeholder(pyproject) is not published
+        url = runner.repository_url(pyproject)
+        runner.sync_links(
+            nb, NOTEBOOKS[0].name, url, published=not runner.is_placeholder(pyproject)
+        )
+        first, install = nb.cells[0].source, runner.install_cell(nb, NOTEBOOKS[0].name).source
+        assert (runner.badges(url, NOTEBOOKS[0].name) in first) is published
+        assert (runner.UNPUBLISHED in first) is not published
+        assert first.count(runner.LINKS_MARKER) == 1 and first.count("Open In Colab") <= 1
+        assert ('REPOSITORY = "https://github.com/owner/name"' in install) is published
+        assert ("REPOSITORY = None" in install) is not published
 
 
 def test_badges_point_colab_and_binder_at_the_repository():
     links = runner.badges("https://github.com/owner/name", "01_x.ipynb")
-    assert ("https://colab.research.google.com/github/owner/name/blob/main/notebooks/01_x.ipynb"
-            in links)
+    assert (
+        "https://colab.research.google.com/github/owner/name/blob/main/notebooks/01_x.ipynb"
+        in links
+    )
     assert "https://mybinder.org/v2/gh/owner/name/main?labpath=notebooks%2F01_x.ipynb" in links
 
 
@@ -169,8 +209,11 @@ def test_sync_links_refuses_a_notebook_without_the_marker_or_the_install_cell():
 
 
 #: import name -> distribution, where they differ
-DISTRIBUTION = {"array_api_strict": "array-api-strict", "IPython": "ipykernel",
-                "array_api_compat": "array-api-compat"}
+DISTRIBUTION = {
+    "array_api_strict": "array-api-strict",
+    "IPython": "ipykernel",
+    "array_api_compat": "array-api-compat",
+}
 
 
 def _requirements() -> set[str]:
@@ -187,16 +230,33 @@ def test_the_notebooks_extra_holds_everything_the_notebook_imports(path):
     required = _requirements()
     found = set()
     for cell in _code(nb):
-        source = "\n".join(line for line in cell.source.splitlines()
-                            if not line.lstrip().startswith(("%", "!")))
+        source = "\n".join(
+            line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Import):
                 found |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 found.add(node.module.split(".")[0])
     missing = sorted(
-        name for name in found
-        if name != "minikto" and name not in sys.stdlib_module_names
+        name
+        for name in found
+        if name != "minikto"
+        and name not in sys.stdlib_module_names
         and DISTRIBUTION.get(name, name).lower() not in required
     )
     assert not missing, f"{path.name} imports {missing}, which pip install '.[notebooks]' lacks"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_committed_figure_is_at_most_10_inches_wide(path):
+    # the inline backend draws 100 pixels per inch (the notebooks' figure.dpi); a legend
+    # moved outside the axes must stay inside the figure, not widen it
+    nb = nbformat.read(path, as_version=4)
+    widths = [
+        int.from_bytes(base64.b64decode(output["data"]["image/png"])[16:20], "big")
+        for cell in _code(nb)
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+    assert all(width <= 1000 for width in widths), (path.name, widths)
