@@ -183,13 +183,13 @@ def _options(loss_type: Any, label_smoothing: Any, delta: Any, discopop_tau: Any
     tau = _checks.scalar(discopop_tau, "discopop_tau", positive=True)
     if loss_type == "exo_pair" and eps == 0.0:
         eps = EXO_DEFAULT_SMOOTHING
-    options = {
-        "bco_pair": {"delta": delta},
-        "discopop": {"tau": tau},
-        "aot": {"label_smoothing": eps},
-        "aot_pair": {"label_smoothing": eps},
-    }
-    return options.get(loss_type, {"label_smoothing": eps} if loss_type in SMOOTHED else {})
+    if loss_type in SMOOTHED:
+        return {"label_smoothing": eps}
+    if loss_type == "bco_pair":
+        return {"delta": delta}
+    if loss_type == "discopop":
+        return {"tau": tau}
+    return {}
 
 
 def _sig(xp: Any, h: Any) -> Any:
