@@ -240,6 +240,38 @@ class SoftmaxPolicy:
         grads["bias"] = xp.sum(grad_logits, axis=0)  # the bias is added at every position
         return grads
 
+    # -- the per-token mean (SimPO, ORPO, TRL's IPO): the sum divided by the length -----
+
+    def response_lengths(self, prompts: Any, responses: Any) -> Any:
+        """``|y_b|``: the number of real (non-padding) tokens of each response, (B,) floats."""
+        return self._lengths(self._batch(prompts, responses))
+
+    def mean_token_logps(self, prompts: Any, responses: Any, *, return_cache: bool = False) -> Any:
+        """``log pi(y_b | x_b) / |y_b|``: the MEAN of the response tokens' log-probs, (B,).
+
+        The cache (with ``return_cache``) is :meth:`sequence_logps`'s, for
+        :meth:`mean_token_logps_backward`.
+        """
+        logps, cache = self.sequence_logps(prompts, responses, return_cache=True)
+        means = logps / self._lengths(cache.batch)
+        return (means, cache) if return_cache else means
+
+    def mean_token_logps_backward(
+        self, prompts: Any, responses: Any, grad_logps: Any, *, cache: Any = None
+    ) -> dict[str, Any]:
+        """Gradients of ``sum_b grad_logps[b] * mean_b`` for every parameter.
+
+        ``d mean_b / d log pi(y_b|x_b) = 1 / |y_b|``, so this is the sum's backward pass with
+        the upstream gradient divided by the lengths.
+        """
+        batch = self._batch_of(prompts, responses, cache)
+        grad_logps = _token_checks.upstream_gradient(grad_logps, self, batch.rows)
+        grad_sums = grad_logps / self._lengths(batch)
+        return self.sequence_logps_backward(prompts, responses, grad_sums, cache=cache)
+
+    def _lengths(self, batch: _Batch) -> Any:
+        return self.xp.sum(self.xp.reshape(batch.mask, batch.shape), axis=1)  # (B,)
+
     # -- the helpers of the two passes ---------------------------------------------------
 
     @property

@@ -12,18 +12,12 @@ TRL's ``dpo_loss`` is an ordinary method; it is called unbound on a small stand-
 only the attributes it reads (``beta``, ``loss_type``, ``label_smoothing``, ``args.discopop_tau``,
 ``reference_free``, ``f_divergence_type``, ``running``, ``accelerator.device``), so no model or
 trainer is built. The gradient on TRL's side comes from torch autograd through ``losses.mean()``.
-
-Where ``trl.trainer.dpo_trainer`` itself cannot be imported because the installed transformers is
-newer than that TRL supports (trl 0.19.1 with transformers 5.24 fails on a removed name), the
-method is compiled from TRL's installed source file, unchanged, in the namespace it uses (torch,
-``torch.nn.functional``, TRL's ``FDivergenceType``/``FDivergenceConstants``/``cap_exp``): the
-same code runs, only the trainer module's unrelated imports are skipped.
+The method comes from :func:`trl_methods.trl_method` (see there for trl 0.19.1 with a newer
+transformers).
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 from types import SimpleNamespace
 
 import numpy as np
@@ -33,37 +27,9 @@ from minikto.pairwise import PAIRWISE_LOSS_TYPES, preference_loss
 
 torch = pytest.importorskip("torch")
 trl_utils = pytest.importorskip("trl.trainer.utils")
-trl_config = pytest.importorskip("trl.trainer.dpo_config")
+from trl_methods import trl_method  # noqa: E402  (after the skips: it imports torch and trl)
 
-
-def trl_dpo_loss():
-    """``DPOTrainer.dpo_loss`` of the installed TRL (see the module docstring)."""
-    try:
-        from trl.trainer.dpo_trainer import DPOTrainer
-
-        return DPOTrainer.dpo_loss
-    except ImportError:
-        pass
-    path = importlib.util.find_spec("trl.trainer.dpo_trainer").origin
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    trainer = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DPOTrainer")
-    method = next(n for n in trainer.body if getattr(n, "name", None) == "dpo_loss")
-    module = ast.Module(body=[method], type_ignores=[])
-    namespace = {
-        "torch": torch,
-        "F": torch.nn.functional,
-        "FDivergenceType": trl_config.FDivergenceType,
-        "FDivergenceConstants": trl_config.FDivergenceConstants,
-        "cap_exp": trl_utils.cap_exp,
-        "Optional": None,
-    }
-    exec(compile("from __future__ import annotations\n", path, "exec"), namespace)
-    exec(compile(module, path, "exec"), namespace)
-    return namespace["dpo_loss"]
-
-
-DPO_LOSS = trl_dpo_loss()
+DPO_LOSS = trl_method("dpo_trainer", "DPOTrainer", "dpo_loss")
 
 #: Norm-wise: max |minikto - TRL| <= TOLERANCE * max |TRL| per field. Both sides are float64
 #: but group the sums differently (autograd of exo_pair's product of sigmoids against its closed
