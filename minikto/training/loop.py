@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.feedback import PairedDataset
 from .config import KTOConfig
+from .family_step import FAMILY_LOSSES, RewardMean, family_step
 from .optim import NonFiniteError
 from .step import StepResult, paired_step, unpaired_step
 
@@ -55,6 +56,7 @@ class Batches:
         else:
             self.ref = {"responses": reference.sequence_logps(p, self.arrays["responses"])}
         self.xp, self.n, self.seed, self.max_length = xp, len(data), seed, max_length
+        self.reward_mean = RewardMean()  # BCO's running delta (bco, bco_pair)
 
     def step(self, policy: Any, reference: Any, config: KTOConfig, step: int) -> StepResult:
         """Forward, loss and backward on the batch of optimizer step ``step`` (0-based)."""
@@ -62,6 +64,8 @@ class Batches:
         ix = xp.asarray(batch_indices(self.n, config.batch_size, self.seed, step))
         a = {k: xp.take(v, ix, axis=0) for k, v in self.arrays.items()}
         r = {k: xp.take(v, ix, axis=0) for k, v in self.ref.items()}
+        if config.loss in FAMILY_LOSSES:
+            return family_step(policy, a, r, config, self.reward_mean)
         if self.paired:
             return paired_step(policy, a["prompts"], a["chosen"], a["rejected"],
                                r["chosen"], r["rejected"], config)
