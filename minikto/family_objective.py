@@ -23,9 +23,25 @@ __all__ = ["SELFCHECK_LOSSES", "FamilyObjective", "selfcheck_objective"]
 
 #: The losses of the self-check table beside KTO (every loss minikto trains besides KTO's modes).
 SELFCHECK_LOSSES = (
-    "dpo", "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
-    "aot", "aot_pair", "discopop", "apo_zero", "apo_down", "simpo", "orpo", "bco",
-    "apo_zero_unpaired", "sft",
+    "dpo",
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_pair",
+    "discopop",
+    "apo_zero",
+    "apo_down",
+    "simpo",
+    "orpo",
+    "bco",
+    "apo_zero_unpaired",
+    "sft",
 )
 
 
@@ -59,8 +75,9 @@ class FamilyObjective:
         self.policy, self.reference = policy.copy(frozen=False), reference
         self.config, self.arrays = config, arrays
         sides = [k for k in ("chosen", "rejected", "responses") if k in arrays]
-        self.reference_logps = {s: reference.sequence_logps(arrays["prompts"], arrays[s])
-                                for s in sides}
+        self.reference_logps = {
+            s: reference.sequence_logps(arrays["prompts"], arrays[s]) for s in sides
+        }
         self.x0 = self.policy.get_flat()
         self.blocks = self.policy.param_slices()
         running = RewardMean()
@@ -76,18 +93,33 @@ class FamilyObjective:
         if config.loss in FAMILY_LOSSES:
             return family_step(self.policy, a, r, config, running)
         if "chosen" in a:
-            return paired_step(self.policy, a["prompts"], a["chosen"], a["rejected"],
-                               r["chosen"], r["rejected"], config)
-        return unpaired_step(self.policy, self.reference, a["prompts"], a["responses"],
-                             a["desirable"], r["responses"], config)
+            return paired_step(
+                self.policy,
+                a["prompts"],
+                a["chosen"],
+                a["rejected"],
+                r["chosen"],
+                r["rejected"],
+                config,
+            )
+        return unpaired_step(
+            self.policy,
+            self.reference,
+            a["prompts"],
+            a["responses"],
+            a["desirable"],
+            r["responses"],
+            config,
+        )
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         result = self._step(theta, self._delta)
         return result.loss, self.policy.flatten_grads(result.grads)
 
 
-def selfcheck_objective(loss: str, *, backend: str = "numpy", seed: int = 0,
-                        length: int = 3, beta: float = 0.5) -> FamilyObjective:
+def selfcheck_objective(
+    loss: str, *, backend: str = "numpy", seed: int = 0, length: int = 3, beta: float = 0.5
+) -> FamilyObjective:
     """The random case of one self-check row: a policy moved away from its reference, a batch
     of 6 pairs (or 6 unpaired examples) sampled from the policy, responses of up to T tokens
     ending at token 0, float64."""

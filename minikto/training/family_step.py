@@ -51,7 +51,10 @@ class RewardMean:
 
 
 def family_step(
-    policy: Any, arrays: dict[str, Any], reference_logps: dict[str, Any], config: Any,
+    policy: Any,
+    arrays: dict[str, Any],
+    reference_logps: dict[str, Any],
+    config: Any,
     reward_mean: RewardMean,
 ) -> StepResult:
     """One step of ``config.loss`` (one of :data:`FAMILY_LOSSES`) on a batch.
@@ -84,25 +87,40 @@ def family_step(
     elif config.loss == "orpo":
         lengths = policy.response_lengths(prompts, arrays["chosen"])
         out = orpo_loss(logps["chosen"], logps["rejected"], lengths, beta=config.beta)
-        extra = {name: float(to_numpy(getattr(out, name)))
-                 for name in ("nll_loss", "log_odds_ratio", "log_odds_chosen")}
+        extra = {
+            name: float(to_numpy(getattr(out, name)))
+            for name in ("nll_loss", "log_odds_ratio", "log_odds_chosen")
+        }
     else:
         ref = dict(reference_logps)
         if config.loss == "ipo":  # TRL divides the reference's sums by the lengths too
             ref = {s: ref[s] / policy.response_lengths(prompts, arrays[s]) for s in ref}
         delta = None
         if config.loss == "bco_pair":  # TRL's DPOTrainer folds in the batch's MEAN reward as
-            rewards = config.beta * xp.concat([logps["chosen"] - ref["chosen"],  # one value
-                                               logps["rejected"] - ref["rejected"]])
+            rewards = config.beta * xp.concat(
+                [
+                    logps["chosen"] - ref["chosen"],  # one value
+                    logps["rejected"] - ref["rejected"],
+                ]
+            )
             delta = reward_mean.update(xp.reshape(xp.mean(rewards), (1,)))
             extra = {"delta": delta}
-        out = preference_loss(config.loss, logps["chosen"], logps["rejected"], ref["chosen"],
-                              ref["rejected"], beta=config.beta, delta=delta)
+        out = preference_loss(
+            config.loss,
+            logps["chosen"],
+            logps["rejected"],
+            ref["chosen"],
+            ref["rejected"],
+            beta=config.beta,
+            delta=delta,
+        )
 
-    g_chosen = backward(prompts, arrays["chosen"], out.grad_policy_chosen_logps,
-                        cache=caches["chosen"])
-    g_rejected = backward(prompts, arrays["rejected"], out.grad_policy_rejected_logps,
-                          cache=caches["rejected"])
+    g_chosen = backward(
+        prompts, arrays["chosen"], out.grad_policy_chosen_logps, cache=caches["chosen"]
+    )
+    g_rejected = backward(
+        prompts, arrays["rejected"], out.grad_policy_rejected_logps, cache=caches["rejected"]
+    )
     grads = {k: g_chosen[k] + g_rejected[k] for k in g_chosen}
     rc, rr = float(xp.mean(out.chosen_rewards)), float(xp.mean(out.rejected_rewards))
     accuracy = xp.mean(xp.astype(out.chosen_rewards > out.rejected_rewards, logps["chosen"].dtype))
@@ -122,7 +140,10 @@ def family_step(
 
 
 def _bco_step(
-    policy: Any, arrays: dict[str, Any], reference_logps: Any, config: Any,
+    policy: Any,
+    arrays: dict[str, Any],
+    reference_logps: Any,
+    config: Any,
     reward_mean: RewardMean,
 ) -> StepResult:
     """BCO on an unpaired batch; TRL's ``BCOTrainer`` metrics (its sums over counts as means)."""
