@@ -125,13 +125,13 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
         table=table,
         table_md=table_md,
         figure=_figure(table, reference, best),
-        verdict=_verdict(table, reference),
+        verdict=_verdict(table, reference, grid, betas),
         seeds=seeds,
         quick=quick,
     )
 
 
-def _verdict(table: list[dict], reference: float) -> str:
+def _verdict(table: list[dict], reference: float, grid: list[dict], betas: tuple) -> str:
     by = {r["loss"]: r for r in table}
     top, last = table[0], table[-1]
     halos = [r["utility_mean"] for r in table if VERDICTS[r["loss"]][0]]
@@ -160,10 +160,26 @@ def _verdict(table: list[dict], reference: float) -> str:
     if below:
         parts.append(
             f"{', '.join(below)} end{'s' if len(below) == 1 else ''} below the reference policy "
-            f"({fmt(reference, 3, signed=True)}) even at the best beta: "
-            + ("DiscoPOP's gradient at a zero margin points the wrong way at TRL's "
-               "discopop_tau = 0.05 (docs/FAMILY.md), so training starts by lowering every "
-               "margin." if "discopop" in below else "")
+            f"({fmt(reference, 3, signed=True)}) even at the best beta."
+        )
+    default = [r for r in grid if r["beta"] == 0.1 and r["utility_mean"] < reference]
+    if default:
+        parts.append(
+            "At TRL's default beta = 0.1 "
+            + ", ".join(f"{r['loss']} ends below the reference "
+                        f"({fmt(r['utility_mean'], 3, signed=True)}, best "
+                        f"{fmt(by[r['loss']]['utility_mean'], 3, signed=True)} at beta = "
+                        f"{by[r['loss']]['beta']:g})" for r in default)
+            + (": DiscoPOP's gradient at a zero margin points the wrong way at "
+               "discopop_tau = 0.05 (docs/FAMILY.md), and a small beta leaves the margins in "
+               "the local minimum just below zero." if any(r["loss"] == "discopop"
+                                                          for r in default) else ".")
+        )
+    edge = [r["loss"] for r in table if len(betas) > 1 and r["beta"] in (betas[0], betas[-1])]
+    if edge:
+        parts.append(
+            f"{len(edge)} losses ({', '.join(edge)}) are best at an end of the beta grid, so "
+            "their tuned numbers may still be below what a wider grid would find."
         )
     margin = [by[n]["kl_mean"] for n in MARGIN if n in by]
     single = [by[n]["kl_mean"] for n in PER_RESPONSE if n in by]

@@ -145,13 +145,22 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
         table=table,
         table_md=table_md,
         figure=_figure(table),
-        verdict=_verdict(table),
+        verdict=_verdict(table, rows),
         seeds=seeds,
         quick=quick,
     )
 
 
-def _verdict(table: list[dict]) -> str:
+def _paired(rows: list[dict], metric: str, a: tuple, b: tuple) -> tuple[float, float]:
+    """Mean and standard error over seeds of ``metric(a) - metric(b)`` (the same seed's data)."""
+    value = {(r["method"], r["sft"], r["seed"]): r[metric] for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    diff = np.array([value[(*a, s)] - value[(*b, s)] for s in seeds])
+    sem = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    return float(np.mean(diff)), sem
+
+
+def _verdict(table: list[dict], rows: list[dict]) -> str:
     def get(method: str, sft: str) -> dict:
         return pick(table, method=method, sft=sft)
 
@@ -160,18 +169,22 @@ def _verdict(table: list[dict]) -> str:
     kto1 = get("kto", "sft")
     u = {k: v["utility_mean"] for k, v in (("kto0", kto0), ("dpo0", dpo0), ("dpo1", dpo1),
                                            ("kto1", kto1))}
-    gap = u["kto0"] - u["dpo1"]
-    spread = std_or_zero(kto0["utility_std"]) + std_or_zero(dpo1["utility_std"])
+    gap, se_gap = _paired(rows, "utility", ("kto", "none"), ("dpo", "sft"))
     first = (
         f"KTO without SFT reaches {fmt(u['kto0'], 3, signed=True)} against "
         f"{fmt(u['dpo1'], 3, signed=True)} for SFT then DPO: "
-        + ("competitive (within one standard deviation of each), as the paper reports."
-           if abs(gap) <= spread else
+        + ("competitive (paired difference within two standard errors of 0), as the paper "
+           "reports." if abs(gap) <= 2 * se_gap else
            ("better, more than the paper claims." if gap > 0 else
-            "clearly below, so this half of the claim is not reproduced on the toy."))
+            f"clearly below (paired difference {fmt(gap, 3, signed=True)} ± {fmt(se_gap, 3)}), "
+            "so this half of the claim is not reproduced on the toy, as DPO beats KTO on "
+            "this toy's clean labels with or without SFT (the frontier experiment)."))
     )
-    degrade = u["dpo0"] < u["dpo1"]
-    rambles = dpo0["cut_mass_mean"] > max(dpo1["cut_mass_mean"], base["cut_mass_mean"])
+    # a difference counts when the paired difference over seeds is two standard errors from 0
+    d_util, se_util = _paired(rows, "utility", ("dpo", "none"), ("dpo", "sft"))
+    d_cut, se_cut = _paired(rows, "cut_mass", ("dpo", "none"), ("dpo", "sft"))
+    degrade = d_util + 2 * se_util < 0
+    rambles = d_cut - 2 * se_cut > 0
     if degrade and rambles:
         outcome = "DPO without SFT both loses utility and rambles more, as the paper reports."
     elif degrade:
@@ -182,11 +195,17 @@ def _verdict(table: list[dict]) -> str:
                    "does not lose utility.")
     else:
         outcome = ("the degradation the paper reports is not reproduced: on this toy DPO "
-                   "without SFT neither loses utility to SFT then DPO nor rambles more.")
+                   "without SFT neither loses utility to SFT then DPO nor rambles more (the "
+                   "paired difference in the never-ending mass is "
+                   f"{fmt(d_cut, 3, signed=True)} ± {fmt(se_cut, 3)}). Two reasons the toy "
+                   "cannot show it: its base policy IS the data's generator, so the data "
+                   "never lie off the reference's support as an LLM's preference data lie "
+                   "off a pretrained model's, and T = 3 tokens leave little room to ramble.")
     second = (
-        f"DPO without SFT ends at {fmt(u['dpo0'], 3, signed=True)}, "
-        + ("below" if degrade else "above")
-        + f" SFT then DPO, with {fmt(dpo0['cut_mass_mean'], 3)} of its mass on responses that "
+        f"DPO without SFT ends at {fmt(u['dpo0'], 3, signed=True)} (paired difference to SFT "
+        f"then DPO {fmt(d_util, 3, signed=True)} ± {fmt(se_util, 3)} standard error over "
+        f"seeds; a difference counts beyond two standard errors), with "
+        f"{fmt(dpo0['cut_mass_mean'], 3)} of its mass on responses that "
         f"never end (base policy {fmt(base['cut_mass_mean'], 3)}, SFT then DPO "
         f"{fmt(dpo1['cut_mass_mean'], 3)}, KTO without SFT {fmt(kto0['cut_mass_mean'], 3)}): "
         + outcome
