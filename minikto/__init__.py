@@ -9,6 +9,8 @@ Reading order of the math (the top level of the package):
 4. :mod:`minikto.kto`: :func:`kto_loss`, :func:`kl_estimate`, :func:`mismatched_indices`;
 5. :mod:`minikto.losses`: :func:`dpo_loss`, :func:`sft_loss`, :func:`apo_zero_unpaired_loss`;
    :mod:`minikto.pairwise`: :func:`preference_loss`, TRL's 13 pairwise loss types;
+   :mod:`minikto.reference_free` (SimPO, ORPO), :mod:`minikto.bco` (BCO) and
+   :mod:`minikto.halo` (which of them are HALOs);
 6. :mod:`minikto.exact`: :func:`response_space`, :func:`exact_kl`, :class:`ExactEvaluator`;
 7. :mod:`minikto.objective`: :func:`kto_objective`, :class:`FlatObjective`;
 8. :mod:`minikto.gradcheck`: :func:`gradcheck` and the self-check.

@@ -24,7 +24,7 @@ label smoothing, cDPO; hinge = SLiC (Zhao et al. 2023); ipo = IPO (Azar et al. 2
 exo_pair = EXO (Ji et al. 2024, Eq. 16); nca_pair = NCA (Chen et al. 2024); robust = rDPO
 (Chowdhury et al. 2024); bco_pair = BCO (Jung et al. 2024); sppo_hard = SPPO (Wu et al. 2024,
 Eq. 4.7 with hard probabilities); aot, aot_pair = AOT (Melnyk et al. 2024); discopop = DiscoPOP
-(Chris Lu et al. 2024, Eq. 5); apo_zero, apo_down = APO (D'Oosterlinck et al. 2024, Eqs. 7, 8).
+(Lu et al. 2024, Eq. 5); apo_zero, apo_down = APO (D'Oosterlinck et al. 2024, Eqs. 7, 8).
 """
 
 from __future__ import annotations

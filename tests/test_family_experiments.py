@@ -42,8 +42,14 @@ def test_family_reports_every_loss_once_with_its_halo_verdict(family):
 
 def test_skip_sft_measures_every_pipeline_from_the_base_policy(skip_sft):
     methods = {(r["method"], r["sft"]) for r in skip_sft.rows}
-    assert methods == {("base", "none"), ("sft", "none"), ("kto", "none"), ("kto", "sft"),
-                       ("dpo", "none"), ("dpo", "sft")}
+    assert methods == {
+        ("base", "none"),
+        ("sft", "none"),
+        ("kto", "none"),
+        ("kto", "sft"),
+        ("dpo", "none"),
+        ("dpo", "sft"),
+    }
     for row in skip_sft.rows:
         assert 0.0 <= row["cut_mass"] <= 1.0
         if row["method"] == "base":
@@ -58,8 +64,9 @@ def test_cut_mass_is_the_probability_of_the_full_length_responses_without_the_en
     probs = evaluator.response_probs(base)
     ends = np.any(evaluator.space == task.eos_token, axis=1)
     # every response either contains the end token or is cut at T: the two masses sum to 1
-    np.testing.assert_allclose(cut_mass(evaluator, base) + probs[:, ends].sum(axis=1).mean(), 1.0,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        cut_mass(evaluator, base) + probs[:, ends].sum(axis=1).mean(), 1.0, rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", ["family", "skip_sft"])

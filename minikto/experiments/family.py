@@ -74,17 +74,30 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
             data = thumbs if loss in UNPAIRED else pairs
             for beta in betas:
                 config = KTOConfig(
-                    loss=loss, beta=beta, seed=seed, max_steps=steps, eval_every=0,
+                    loss=loss,
+                    beta=beta,
+                    seed=seed,
+                    max_steps=steps,
+                    eval_every=0,
                     batch_size=64 if loss in UNPAIRED else 32,
                     desirable_weight=weight if loss == "kto" else 1.0,
                 )
                 result = train(task, data, config, quiet=True)
-                rows.append({"seed": seed, "loss": loss, "beta": beta,
-                             "halo": VERDICTS[loss][0], **train_row(result)})
+                rows.append(
+                    {
+                        "seed": seed,
+                        "loss": loss,
+                        "beta": beta,
+                        "halo": VERDICTS[loss][0],
+                        **train_row(result),
+                    }
+                )
 
     grid = aggregate(rows, by=("loss", "beta"), metrics=("utility", "kl", "desirable_mass"))
-    table = [max((r for r in grid if r["loss"] == loss), key=lambda r: r["utility_mean"])
-             for loss in LOSSES]
+    table = [
+        max((r for r in grid if r["loss"] == loss), key=lambda r: r["utility_mean"])
+        for loss in LOSSES
+    ]
     table.sort(key=lambda r: -r["utility_mean"])
     reference = float(rows[0]["utility_reference"])
     best = float(rows[0]["utility_best"])
@@ -96,8 +109,10 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
             ("best beta", lambda r: f"{r['beta']:g}"),
             ("exact utility", pm("utility", 3, signed=True)),
             ("exact KL (nats)", pm("kl", 2)),
-            ("utility gained per nat", lambda r: fmt((r["utility_mean"] - reference)
-                                                      / max(r["kl_mean"], 1e-12), 2)),
+            (
+                "utility gained per nat",
+                lambda r: fmt((r["utility_mean"] - reference) / max(r["kl_mean"], 1e-12), 2),
+            ),
             ("desirable mass", pm("desirable_mass", 3)),
         ],
     )
@@ -166,14 +181,20 @@ def _verdict(table: list[dict], reference: float, grid: list[dict], betas: tuple
     if default:
         parts.append(
             "At TRL's default beta = 0.1 "
-            + ", ".join(f"{r['loss']} ends below the reference "
-                        f"({fmt(r['utility_mean'], 3, signed=True)}, best "
-                        f"{fmt(by[r['loss']]['utility_mean'], 3, signed=True)} at beta = "
-                        f"{by[r['loss']]['beta']:g})" for r in default)
-            + (": DiscoPOP's gradient at a zero margin points the wrong way at "
-               "discopop_tau = 0.05 (docs/FAMILY.md), and a small beta leaves the margins in "
-               "the local minimum just below zero." if any(r["loss"] == "discopop"
-                                                          for r in default) else ".")
+            + ", ".join(
+                f"{r['loss']} ends below the reference "
+                f"({fmt(r['utility_mean'], 3, signed=True)}, best "
+                f"{fmt(by[r['loss']]['utility_mean'], 3, signed=True)} at beta = "
+                f"{by[r['loss']]['beta']:g})"
+                for r in default
+            )
+            + (
+                ": DiscoPOP's gradient at a zero margin points the wrong way at "
+                "discopop_tau = 0.05 (docs/FAMILY.md), and a small beta leaves the margins in "
+                "the local minimum just below zero."
+                if any(r["loss"] == "discopop" for r in default)
+                else "."
+            )
         )
     edge = [r["loss"] for r in table if len(betas) > 1 and r["beta"] in (betas[0], betas[-1])]
     if edge:
@@ -202,27 +223,67 @@ def _worst(table: list[dict], halo: bool) -> str:
     return f"{r['loss']}, {fmt(r['utility_mean'], 3, signed=True)}"
 
 
+#: One marker per loss in the enlarged panel, so its legend names each point without colour.
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p")
+
+
 def _figure(table: list[dict], reference: float, best: float) -> Any:
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for halo, color, marker, label in (
-        (True, PALETTE["policy"], "o", "HALO (docs/FAMILY.md)"),
-        (False, PALETTE["dpo"], "^", "not a HALO"),
-    ):
+    """All losses (left, labelled where they stand apart) and the crowded top of the plot
+    enlarged (right, one marker per loss, named in its legend)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 5.4))
+    window = sorted(r["utility_mean"] for r in table)[-min(10, len(table))] - 0.06
+    crowded = [r for r in table if r["utility_mean"] >= window][: len(MARKERS)]
+    color = {True: PALETTE["policy"], False: PALETTE["dpo"]}
+    for halo, marker, label in ((True, "o", "HALO (docs/FAMILY.md)"), (False, "^", "not a HALO")):
         points = [r for r in table if VERDICTS[r["loss"]][0] == halo]
-        ax.errorbar(
-            [p["kl_mean"] for p in points], [p["utility_mean"] for p in points],
+        ax1.errorbar(
+            [p["kl_mean"] for p in points],
+            [p["utility_mean"] for p in points],
             xerr=[std_or_zero(p["kl_std"]) for p in points],
             yerr=[std_or_zero(p["utility_std"]) for p in points],
-            color=color, marker=marker, ls="none", capsize=2, label=label,
+            color=color[halo],
+            marker=marker,
+            ls="none",
+            capsize=2,
+            label=label,
         )
-        for p in points:
-            ax.annotate(p["loss"], (p["kl_mean"], p["utility_mean"]), fontsize=9,
-                        xytext=(4, 3), textcoords="offset points")
-    ax.plot([0.0], [reference], "*", color=PALETTE["reference"], ms=15, label="reference",
-            zorder=5)
-    ax.axhline(best, color="black", lw=0.8, ls=":", label="best possible utility")
-    ax.set(title="Each loss at its best beta (mean ± std over seeds)",
-           xlabel="exact KL(pi || pi_ref) [nats]", ylabel="exact expected utility")
-    ax.legend(loc="lower right", fontsize=LEGEND_FONTSIZE)
+    for r in table:
+        if r not in crowded:
+            ax1.annotate(
+                r["loss"],
+                (r["kl_mean"], r["utility_mean"]),
+                fontsize=9,
+                xytext=(6, 4),
+                textcoords="offset points",
+            )
+    ax1.plot(
+        [0.0], [reference], "*", color=PALETTE["reference"], ms=15, label="reference", zorder=5
+    )
+    ax1.axhline(best, color="black", lw=0.8, ls=":", label="best possible utility")
+    ax1.set(
+        title="Each loss at its best beta",
+        xlabel="exact KL(pi || pi_ref) [nats]",
+        ylabel="exact expected utility",
+    )
+    ax1.legend(loc="upper left", fontsize=LEGEND_FONTSIZE)
+    for r, marker in zip(crowded, MARKERS, strict=False):
+        halo = VERDICTS[r["loss"]][0]
+        ax2.errorbar(
+            [r["kl_mean"]],
+            [r["utility_mean"]],
+            xerr=[std_or_zero(r["kl_std"])],
+            yerr=[std_or_zero(r["utility_std"])],
+            color=color[halo],
+            marker=marker,
+            ms=7,
+            ls="none",
+            capsize=2,
+            label=f"{r['loss']} ({'HALO' if halo else 'not a HALO'})",
+        )
+    ax2.set(title="The top of the plot, enlarged", xlabel="exact KL(pi || pi_ref) [nats]")
+    ax2.legend(loc="lower right", fontsize=LEGEND_FONTSIZE, ncol=2)
+    low = min(r["utility_mean"] - std_or_zero(r["utility_std"]) for r in crowded)
+    ax2.set_ylim(low - 0.3, max(r["utility_mean"] for r in crowded) + 0.05)  # room: legend
+    fig.suptitle("The whole family (mean ± std over seeds)")
     fig.tight_layout()
     return fig

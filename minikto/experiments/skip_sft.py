@@ -83,10 +83,17 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
 
     def row(seed: int, method: str, sft: str, policy: Any) -> None:
         exact = evaluator(policy)
-        rows.append({"seed": seed, "method": method, "sft": sft,
-                     "utility": exact["expected_utility"], "kl": exact["kl_to_reference"],
-                     "cut_mass": cut_mass(evaluator, policy),
-                     "desirable_mass": exact["desirable_mass"]})
+        rows.append(
+            {
+                "seed": seed,
+                "method": method,
+                "sft": sft,
+                "utility": exact["expected_utility"],
+                "kl": exact["kl_to_reference"],
+                "cut_mass": cut_mass(evaluator, policy),
+                "desirable_mass": exact["desirable_mass"],
+            }
+        )
 
     for seed in range(seeds):
         progress(f"seed {seed + 1}/{seeds}")
@@ -96,8 +103,9 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
             both.prompts, both.responses, task.utility(both.prompts, both.responses) > 0
         )
         weight = balanced_desirable_weight(thumbs.num_desirable, thumbs.num_undesirable)
-        sft_config = KTOConfig(loss="sft", batch_size=64, seed=seed, max_steps=sft_steps,
-                               eval_every=0)
+        sft_config = KTOConfig(
+            loss="sft", batch_size=64, seed=seed, max_steps=sft_steps, eval_every=0
+        )
         sft_policy = train(task, thumbs, sft_config, reference=base, quiet=True).policy
         row(seed, "base", "none", base)
         row(seed, "sft", "none", sft_policy)
@@ -107,12 +115,12 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
                 ("dpo", pairs, KTOConfig(loss="dpo", batch_size=32)),
             ):
                 fields = config.to_dict() | {"seed": seed, "max_steps": steps, "eval_every": 0}
-                result = train(task, data, KTOConfig(**fields), reference=start.copy(),
-                               quiet=True)
+                result = train(task, data, KTOConfig(**fields), reference=start.copy(), quiet=True)
                 row(seed, method, sft, result.policy)
 
-    table = aggregate(rows, by=("method", "sft"),
-                      metrics=("utility", "kl", "cut_mass", "desirable_mass"))
+    table = aggregate(
+        rows, by=("method", "sft"), metrics=("utility", "kl", "cut_mass", "desirable_mass")
+    )
     table.sort(key=lambda r: list(LABELS).index((r["method"], r["sft"])))
     table_md = markdown_table(
         table,
@@ -164,21 +172,33 @@ def _verdict(table: list[dict], rows: list[dict]) -> str:
     def get(method: str, sft: str) -> dict:
         return pick(table, method=method, sft=sft)
 
-    base, kto0, dpo0, dpo1 = get("base", "none"), get("kto", "none"), get("dpo", "none"), get(
-        "dpo", "sft")
+    base, kto0, dpo0, dpo1 = (
+        get("base", "none"),
+        get("kto", "none"),
+        get("dpo", "none"),
+        get("dpo", "sft"),
+    )
     kto1 = get("kto", "sft")
-    u = {k: v["utility_mean"] for k, v in (("kto0", kto0), ("dpo0", dpo0), ("dpo1", dpo1),
-                                           ("kto1", kto1))}
+    u = {
+        k: v["utility_mean"]
+        for k, v in (("kto0", kto0), ("dpo0", dpo0), ("dpo1", dpo1), ("kto1", kto1))
+    }
     gap, se_gap = _paired(rows, "utility", ("kto", "none"), ("dpo", "sft"))
     first = (
         f"KTO without SFT reaches {fmt(u['kto0'], 3, signed=True)} against "
         f"{fmt(u['dpo1'], 3, signed=True)} for SFT then DPO: "
-        + ("competitive (paired difference within two standard errors of 0), as the paper "
-           "reports." if abs(gap) <= 2 * se_gap else
-           ("better, more than the paper claims." if gap > 0 else
-            f"clearly below (paired difference {fmt(gap, 3, signed=True)} ± {fmt(se_gap, 3)}), "
-            "so this half of the claim is not reproduced on the toy, as DPO beats KTO on "
-            "this toy's clean labels with or without SFT (the frontier experiment)."))
+        + (
+            "competitive (paired difference within two standard errors of 0), as the paper reports."
+            if abs(gap) <= 2 * se_gap
+            else (
+                "better, more than the paper claims."
+                if gap > 0
+                else f"clearly below (paired difference {fmt(gap, 3, signed=True)} ± "
+                f"{fmt(se_gap, 3)}), "
+                "so this half of the claim is not reproduced on the toy, as DPO beats KTO on "
+                "this toy's clean labels with or without SFT (the frontier experiment)."
+            )
+        )
     )
     # a difference counts when the paired difference over seeds is two standard errors from 0
     d_util, se_util = _paired(rows, "utility", ("dpo", "none"), ("dpo", "sft"))
@@ -188,19 +208,25 @@ def _verdict(table: list[dict], rows: list[dict]) -> str:
     if degrade and rambles:
         outcome = "DPO without SFT both loses utility and rambles more, as the paper reports."
     elif degrade:
-        outcome = ("the degradation is partly reproduced: DPO without SFT loses utility but "
-                   "does not ramble more.")
+        outcome = (
+            "the degradation is partly reproduced: DPO without SFT loses utility but "
+            "does not ramble more."
+        )
     elif rambles:
-        outcome = ("the degradation is partly reproduced: DPO without SFT rambles more but "
-                   "does not lose utility.")
+        outcome = (
+            "the degradation is partly reproduced: DPO without SFT rambles more but "
+            "does not lose utility."
+        )
     else:
-        outcome = ("the degradation the paper reports is not reproduced: on this toy DPO "
-                   "without SFT neither loses utility to SFT then DPO nor rambles more (the "
-                   "paired difference in the never-ending mass is "
-                   f"{fmt(d_cut, 3, signed=True)} ± {fmt(se_cut, 3)}). Two reasons the toy "
-                   "cannot show it: its base policy IS the data's generator, so the data "
-                   "never lie off the reference's support as an LLM's preference data lie "
-                   "off a pretrained model's, and T = 3 tokens leave little room to ramble.")
+        outcome = (
+            "the degradation the paper reports is not reproduced: on this toy DPO "
+            "without SFT neither loses utility to SFT then DPO nor rambles more (the "
+            "paired difference in the never-ending mass is "
+            f"{fmt(d_cut, 3, signed=True)} ± {fmt(se_cut, 3)}). Two reasons the toy "
+            "cannot show it: its base policy IS the data's generator, so the data "
+            "never lie off the reference's support as an LLM's preference data lie "
+            "off a pretrained model's, and T = 3 tokens leave little room to ramble."
+        )
     second = (
         f"DPO without SFT ends at {fmt(u['dpo0'], 3, signed=True)} (paired difference to SFT "
         f"then DPO {fmt(d_util, 3, signed=True)} ± {fmt(se_util, 3)} standard error over "
@@ -210,8 +236,7 @@ def _verdict(table: list[dict], rows: list[dict]) -> str:
         f"{fmt(dpo1['cut_mass_mean'], 3)}, KTO without SFT {fmt(kto0['cut_mass_mean'], 3)}): "
         + outcome
     )
-    third = (f"An SFT stage changes KTO by {fmt(u['kto1'] - u['kto0'], 3, signed=True)} "
-             "in utility.")
+    third = f"An SFT stage changes KTO by {fmt(u['kto1'] - u['kto0'], 3, signed=True)} in utility."
     return " ".join([first, second, third])
 
 
@@ -220,14 +245,27 @@ def _figure(table: list[dict]) -> Any:
     order = list(LABELS)
     x = np.arange(len(order))
     rows = [pick(table, method=m, sft=s) for m, s in order]
-    colors = [PALETTE["reference"], PALETTE["sft"], PALETTE["policy"], PALETTE["policy"],
-              PALETTE["dpo"], PALETTE["dpo"]]
+    colors = [
+        PALETTE["reference"],
+        PALETTE["sft"],
+        PALETTE["policy"],
+        PALETTE["policy"],
+        PALETTE["dpo"],
+        PALETTE["dpo"],
+    ]
     hatches = ["", "..", "", "//", "", "//"]
-    for ax, metric, title in ((ax1, "utility", "Exact expected utility"),
-                              (ax2, "cut_mass", "Mass on responses that never end")):
-        bars = ax.bar(x, [r[f"{metric}_mean"] for r in rows],
-                      yerr=[std_or_zero(r[f"{metric}_std"]) for r in rows], color=colors,
-                      capsize=3, edgecolor="black")
+    for ax, metric, title in (
+        (ax1, "utility", "Exact expected utility"),
+        (ax2, "cut_mass", "Mass on responses that never end"),
+    ):
+        bars = ax.bar(
+            x,
+            [r[f"{metric}_mean"] for r in rows],
+            yerr=[std_or_zero(r[f"{metric}_std"]) for r in rows],
+            color=colors,
+            capsize=3,
+            edgecolor="black",
+        )
         for bar, hatch in zip(bars, hatches, strict=True):
             bar.set_hatch(hatch)
         ax.set_xticks(x, [LABELS[k] for k in order], rotation=30, ha="right", fontsize=9)
