@@ -8,6 +8,9 @@ Reading order of the math (the top level of the package):
 3. :mod:`minikto.policy`: :class:`SoftmaxPolicy`, ``sequence_logps`` and its backward pass;
 4. :mod:`minikto.kto`: :func:`kto_loss`, :func:`kl_estimate`, :func:`mismatched_indices`;
 5. :mod:`minikto.losses`: :func:`dpo_loss`, :func:`sft_loss`, :func:`apo_zero_unpaired_loss`;
+   :mod:`minikto.pairwise`: :func:`preference_loss`, TRL's 13 pairwise loss types;
+   :mod:`minikto.reference_free` (SimPO, ORPO), :mod:`minikto.bco` (BCO) and
+   :mod:`minikto.halo` (which of them are HALOs);
 6. :mod:`minikto.exact`: :func:`response_space`, :func:`exact_kl`, :class:`ExactEvaluator`;
 7. :mod:`minikto.objective`: :func:`kto_objective`, :class:`FlatObjective`;
 8. :mod:`minikto.gradcheck`: :func:`gradcheck` and the self-check.
@@ -32,6 +35,7 @@ from .gradcheck import GradcheckReport, gradcheck
 from .kto import KLEstimate, KTOLoss, kl_estimate, kto_loss, mismatched_indices
 from .losses import APOZeroLoss, DPOLoss, SFTLoss, apo_zero_unpaired_loss, dpo_loss, sft_loss
 from .objective import Z0_MODES, FlatObjective, kto_objective
+from .pairwise import PAIRWISE_LOSS_TYPES, PreferenceLoss, preference_loss
 from .policy import SoftmaxPolicy
 from .tools.check import KTOCheckReport, check_kto
 from .training.config import (
@@ -56,7 +60,9 @@ __all__ = [
     "KTOCheckReport",
     "KTOConfig",
     "KTOLoss",
+    "PAIRWISE_LOSS_TYPES",
     "PairedDataset",
+    "PreferenceLoss",
     "SoftmaxPolicy",
     "ToyTask",
     "TrainResult",
@@ -77,6 +83,7 @@ __all__ = [
     "kto_loss",
     "kto_objective",
     "mismatched_indices",
+    "preference_loss",
     "read_paired",
     "read_unpaired",
     "response_space",

@@ -292,7 +292,10 @@ def make_case(
 
 
 def run_selfcheck(backend: str = "numpy", *, rtol: float = 1e-6) -> list[SelfcheckCase]:
-    """Check every z0 mode x {onehot, d=4} x {T=1, T=3}; return one row per case."""
+    """Check every z0 mode x {onehot, d=4} x {T=1, T=3}, then every other loss minikto trains
+    (:data:`minikto.family_objective.SELFCHECK_LOSSES`, named in the z0 column); one row each."""
+    from .family_objective import SELFCHECK_LOSSES, selfcheck_objective
+
     rows = []
     for features in ("onehot", 4):
         for length in (1, 3):
@@ -300,13 +303,17 @@ def run_selfcheck(backend: str = "numpy", *, rtol: float = 1e-6) -> list[Selfche
                 obj = make_case(z0=z0, features=features, length=length, backend=backend)
                 report = gradcheck(obj, obj.x0, blocks=obj.blocks, rtol=rtol)
                 rows.append(SelfcheckCase(z0=z0, features=features, length=length, report=report))
+    for loss in SELFCHECK_LOSSES:
+        obj = selfcheck_objective(loss, backend=backend)
+        report = gradcheck(obj, obj.x0, blocks=obj.blocks, rtol=rtol)
+        rows.append(SelfcheckCase(z0=loss, features="onehot", length=3, report=report))
     return rows
 
 
 def format_table(rows: list[SelfcheckCase]) -> str:
     """The self-check as a plain-text table."""
     head = (
-        f"{'z0 mode':<11} {'features':<8} {'T':>2} {'params':>6} {'max abs err':>12} "
+        f"{'z0 / loss':<11} {'features':<8} {'T':>2} {'params':>6} {'max abs err':>12} "
         f"{'max rel err':>12} {'worst block':<11}  ok"
     )
     lines = [head, "-" * len(head)]

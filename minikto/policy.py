@@ -291,6 +291,42 @@ class SoftmaxPolicy:
         grads["bias"] = xp.sum(grad_logits, axis=0)  # the bias is added at every position
         return grads
 
+    # -- the per-token mean (SimPO, ORPO, TRL's IPO): the sum divided by the length -----
+
+    def response_lengths(self, prompts: Any, responses: Any) -> Any:
+        """``|y_b|``: the number of real (non-padding) tokens of each response, (B,) floats."""
+        return self.batch_lengths(self.token_batch(prompts, responses))
+
+    def mean_token_logps(self, prompts: Any, responses: Any, *, return_cache: bool = False) -> Any:
+        """``log pi(y_b | x_b) / |y_b|``: the MEAN of the response tokens' log-probs, (B,).
+
+        The cache (with ``return_cache``) is :meth:`sequence_logps`'s, for
+        :meth:`mean_token_logps_backward`.
+        """
+        logps, cache = self.sequence_logps(prompts, responses, return_cache=True)
+        means = logps / self.batch_lengths(cache.batch)
+        return (means, cache) if return_cache else means
+
+    def mean_token_logps_backward(
+        self, prompts: Any, responses: Any, grad_logps: Any, *, cache: Any = None
+    ) -> dict[str, Any]:
+        """Gradients of ``sum_b grad_logps[b] * mean_b`` for every parameter.
+
+        ``d mean_b / d log pi(y_b|x_b) = 1 / |y_b|``, so this is the sum's backward pass with
+        the upstream gradient divided by the lengths.
+        """
+        if cache is not None and cache.made_from(prompts, responses):
+            batch = cache.batch
+        else:
+            batch = self.token_batch(prompts, responses)
+        grad_logps = _token_checks.upstream_gradient(grad_logps, self, batch.rows)
+        grad_sums = grad_logps / self.batch_lengths(batch)
+        return self.batch_logps_backward(batch, grad_sums, cache=cache)
+
+    def batch_lengths(self, batch: TokenBatch) -> Any:
+        """``|y_b|`` of a checked batch, (B,) in the policy's dtype."""
+        return self.xp.sum(self.xp.reshape(batch.mask, batch.shape), axis=1)  # (B,)
+
     # -- the checked batch of the two passes ---------------------------------------------
 
     def token_batch(self, prompts: Any, responses: Any) -> TokenBatch:

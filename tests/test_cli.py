@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from minikto.family_objective import SELFCHECK_LOSSES
+
 
 def minikto(*args, cwd=None):
     return subprocess.run(
@@ -20,8 +22,8 @@ def minikto(*args, cwd=None):
 def test_gradcheck_prints_its_table_and_passes():
     out = minikto("gradcheck")
     assert out.returncode == 0, out.stderr
-    assert "20 passed, 0 failed" in out.stdout
-    for mode in ("batch ", "batch-grad", "exact", "zero", "0.3"):
+    assert f"{20 + len(SELFCHECK_LOSSES)} passed, 0 failed" in out.stdout
+    for mode in ("batch ", "batch-grad", "exact", "zero", "0.3", *SELFCHECK_LOSSES):
         assert mode in out.stdout
 
 

@@ -45,6 +45,8 @@ COLUMNS = {
     "reference-point": {"seed", "beta", "z0", "utility", "kl", "clamped", "z0_minus_kl",
                         "unclamped_minus_kl", "loss_roughness", "utility_fall", "diverged"},
     "frontier": {"seed", "method", "beta", "utility", "kl", "desirable_mass"},
+    "family": {"seed", "loss", "beta", "halo", "utility", "kl", "desirable_mass"},
+    "skip-sft": {"seed", "method", "sft", "utility", "kl", "cut_mass", "desirable_mass"},
 }
 
 
@@ -64,9 +66,10 @@ def rows_of(quick, name):
 # Files and registry
 
 
-def test_the_registry_and_the_command_line_offer_the_same_seven_experiments():
+def test_the_registry_and_the_command_line_offer_the_same_experiments():
     assert list(EXPERIMENTS) == ["imbalance", "noise", "contradiction", "minority",
-                                 "one-y-per-x", "reference-point", "frontier"]
+                                 "one-y-per-x", "reference-point", "frontier", "family",
+                                 "skip-sft"]
     parser = build_parser()
     for name in [*EXPERIMENTS, "all"]:
         assert parser.parse_args(["experiment", name]).name == name

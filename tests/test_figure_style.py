@@ -154,11 +154,13 @@ def experiment_figures():
 
 def test_every_experiment_has_a_figure_checked_here(experiment_figures):
     assert set(experiment_figures) == {"imbalance", "noise", "contradiction", "minority",
-                                       "one-y-per-x", "reference-point", "frontier"}
+                                       "one-y-per-x", "reference-point", "frontier",
+                                       "family", "skip-sft"}
 
 
 @pytest.mark.parametrize("name", ["imbalance", "noise", "contradiction", "minority",
-                                  "one-y-per-x", "reference-point", "frontier"])
+                                  "one-y-per-x", "reference-point", "frontier", "family",
+                                  "skip-sft"])
 def test_every_experiment_figure_reads_at_880_px_without_colour(experiment_figures, name):
     assert_readable(experiment_figures[name], name)
 

@@ -56,7 +56,7 @@ def test_a_config_file_with_a_byte_order_mark_is_read_and_a_directory_is_an_os_e
      ("z0", "kl", ValueError, "z0: expected one of"),
      ("z0", float("nan"), ValueError, "z0: expected a finite number"),
      ("z0", [1], TypeError, "z0: expected a real number"),
-     ("loss", "ipo", ValueError, "loss: expected one of"),
+     ("loss", "kto_pair", ValueError, "loss: expected one of"),
      ("learning_rate", 0.0, ValueError, "learning_rate: expected a number > 0"),
      ("optimizer", "rmsprop", ValueError, "optimizer: expected 'adam' or 'sgd'"),
      ("batch_size", 1, ValueError, "batch_size: expected an int >= 2"),

@@ -236,6 +236,6 @@ def test_config_refuses_bad_values_naming_the_field():
     with pytest.raises(ValueError, match="z0: expected one of"):
         KTOConfig(z0="kl")
     with pytest.raises(ValueError, match="loss: expected one of"):
-        KTOConfig(loss="ipo")
+        KTOConfig(loss="kto_pair")
     with pytest.raises(ValueError, match="config: unknown keys"):
         KTOConfig.from_dict({"betta": 0.1})

@@ -15,6 +15,10 @@ one-y-per-x        KTO on one response per prompt against KTO on both and DPO on
 reference-point    the five z0 modes: stability, utility against KL, how often the batch
                    estimate is clamped, how far it is from the exact KL
 frontier           exact utility against exact KL across beta for KTO, DPO and SFT
+family             every loss minikto trains (TRL's 13 DPO loss types, SimPO, ORPO, KTO,
+                   BCO) at its best beta; HALOs against non-HALOs
+skip-sft           KTO and DPO from the base policy with and without an SFT stage: utility
+                   and the mass on responses that never end
 =================  =====================================================================
 
 Every experiment is ``run(seeds=5, quick=False) -> ExperimentResult`` (see
@@ -33,12 +37,14 @@ from ..training.rundir import open_folder
 from . import (
     common,
     contradiction,
+    family,
     frontier,
     imbalance,
     minority,
     noise,
     one_y_per_x,
     reference_point,
+    skip_sft,
 )
 from .common import (
     DEFAULT_SEEDS,
@@ -61,6 +67,8 @@ EXPERIMENTS: dict[str, Callable[..., ExperimentResult]] = {
     "one-y-per-x": one_y_per_x.run,
     "reference-point": reference_point.run,
     "frontier": frontier.run,
+    "family": family.run,
+    "skip-sft": skip_sft.run,
 }
 
 

@@ -86,7 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..data.toy import bandit_task, default_task
     from ..data.trl_formats import read_for_training
     from ..exact import ExactEvaluator
-    from ..training.config import KTOConfig
+    from ..training.config import PAIRED_LOSSES, KTOConfig
     from ..training.train import train
     from .plots import plot_policy_before_after, plot_training_curves, save_figure
 
@@ -107,7 +107,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             ) from None
     config = KTOConfig.from_dict(fields)
     task = bandit_task() if args.task == "bandit" else default_task()
-    paired = config.loss == "dpo"
+    paired = config.loss in PAIRED_LOSSES
     if args.data:
         data, notes = read_for_training(args.data, task, paired=paired)
         for note in notes:

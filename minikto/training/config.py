@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ..objective import Z0_MODES, validate_z0_mode
+from ..pairwise import PAIRWISE_LOSS_TYPES
 
 __all__ = [
     "BACKENDS",
     "LOSSES",
     "MAX_INT",
     "MAX_SCALE",
+    "PAIRED_LOSSES",
     "TRL_ALIASES",
     "TRL_WITHOUT_MEANING",
     "KTOConfig",
@@ -29,8 +31,10 @@ __all__ = [
     "check_weight_balance",
 ]
 
-#: The training objectives; "dpo" needs paired data, the others unpaired data.
-LOSSES = ("kto", "apo_zero_unpaired", "sft", "dpo")
+#: The objectives that read paired data: DPO, TRL's DPOConfig.loss_type values, SimPO, ORPO.
+PAIRED_LOSSES = ("dpo", *PAIRWISE_LOSS_TYPES, "simpo", "orpo")
+#: The training objectives; those of PAIRED_LOSSES need paired data, the others unpaired data.
+LOSSES = ("kto", "apo_zero_unpaired", "sft", "bco", *PAIRED_LOSSES)
 #: The array libraries a run may use (a name, never an arbitrary module to import).
 BACKENDS = ("numpy", "array_api_strict", "cupy")
 #: Largest beta, weight, learning rate or fixed z0. One example's gradient is at most
@@ -67,8 +71,8 @@ class KTOConfig:
     z0: str | float = option("batch", "reference point: TRL's detached batch estimate, the same "
                                     "with its gradient, the exact KL, 0, or a fixed number of "
                                     "nats (|z0| <= 1e6)", Z0_MODES + ("NUMBER",))
-    loss: str = option("kto", "objective; 'dpo' reads paired data, the others unpaired data "
-                            "(TRL: loss_type)", LOSSES)
+    loss: str = option("kto", "objective; 'dpo', TRL's DPO loss types, 'simpo' and 'orpo' read "
+                            "paired data, the others unpaired data (TRL: loss_type)", LOSSES)
     # optimisation
     learning_rate: float = option(0.05, "step size; a toy tolerates far larger steps than an LLM; "
                                       "at most 1e6")

@@ -18,6 +18,7 @@ from .. import _checks
 from ..data.feedback import PairedDataset
 from ..objective import check_max_length
 from .config import KTOConfig
+from .family_step import FAMILY_LOSSES, RewardMean, family_step
 from .optim import NonFiniteError
 from .step import StepResult, paired_step, unpaired_step
 
@@ -37,8 +38,6 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
     return np.array_split(order, per_epoch)[position]
 
 
-
-
 class Batches:
     """The data on the policy's backend and the reference's log-probs, cut into batches."""
 
@@ -55,6 +54,7 @@ class Batches:
             for batch in self.tokens.values():
                 check_max_length(batch, max_length, xp)
         self.desirable = None if self.paired else arrays["desirable"]
+        self.arrays = arrays  # the family's losses take rows of the raw arrays (family_step)
         if self.paired:
             self.ref = {n: reference.batch_logps(b) for n, b in self.tokens.items()}
         elif task is None:  # SFT towards a reference: its log-probs play no part
@@ -62,6 +62,7 @@ class Batches:
         else:
             self.ref = {"responses": reference.batch_logps(self.tokens["responses"])}
         self.xp, self.n, self.seed, self.max_length = xp, len(data), seed, max_length
+        self.reward_mean = RewardMean()  # BCO's running delta (bco, bco_pair)
 
     def step(self, policy: Any, reference: Any, config: KTOConfig, step: int) -> StepResult:
         """Forward, loss and backward on the batch of optimizer step ``step`` (0-based)."""
@@ -69,6 +70,9 @@ class Batches:
         ix = xp.asarray(batch_indices(self.n, config.batch_size, self.seed, step))
         t = {k: v.take(ix) for k, v in self.tokens.items()}
         r = {k: xp.take(v, ix, axis=0) for k, v in self.ref.items()}
+        if config.loss in FAMILY_LOSSES:
+            a = {k: xp.take(v, ix, axis=0) for k, v in self.arrays.items()}
+            return family_step(policy, a, r, config, self.reward_mean)
         if self.paired:
             return paired_step(policy, t["chosen"], t["rejected"], r["chosen"], r["rejected"],
                                config)

@@ -60,7 +60,7 @@ from ..data.feedback import PairedDataset, UnpairedDataset
 from ..data.toy import ToyTask
 from ..exact import ExactEvaluator
 from ..policy import SoftmaxPolicy
-from .config import KTOConfig, check_weight_balance
+from .config import PAIRED_LOSSES, KTOConfig, check_weight_balance
 from .loop import Batches, batch_indices, optimize
 from .optim import make_optimizer
 from .records import data_identity, run_record
@@ -112,7 +112,8 @@ def train(
     task : ToyTask
         The toy (vocabulary, base policy, hidden utility for exact evaluation).
     data : UnpairedDataset or PairedDataset
-        Unpaired for ``"kto"``, ``"apo_zero_unpaired"``, ``"sft"``; paired for ``"dpo"``.
+        Paired for the losses of ``PAIRED_LOSSES`` (``"dpo"``, TRL's DPO loss types,
+        ``"simpo"``, ``"orpo"``); unpaired for the others.
     config : KTOConfig, optional
     out_dir : path, optional
         The run folder (created; see :mod:`minikto.training.rundir` for what is refused).
@@ -171,12 +172,12 @@ def _check_inputs(task: Any, data: Any, config: Any) -> KTOConfig:
         raise TypeError(f"config: expected a KTOConfig; got {type(config).__name__}")
     if not isinstance(task, ToyTask):
         raise TypeError(f"task: expected a ToyTask; got {type(task).__name__}")
-    if config.loss == "dpo" and not isinstance(data, PairedDataset):
+    if config.loss in PAIRED_LOSSES and not isinstance(data, PairedDataset):
         raise TypeError(
-            "data: loss='dpo' expects a PairedDataset; got an UnpairedDataset "
+            f"data: loss={config.loss!r} expects a PairedDataset; got an UnpairedDataset "
             "(minikto.data.feedback.sample_paired makes one)"
         )
-    if config.loss != "dpo" and not isinstance(data, UnpairedDataset):
+    if config.loss not in PAIRED_LOSSES and not isinstance(data, UnpairedDataset):
         raise TypeError(
             f"data: loss={config.loss!r} expects an UnpairedDataset; got "
             f"{type(data).__name__} (minikto.data.feedback.unpair converts pairs)"
