@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from . import _checks
-from .backend import log_sigmoid
+from .backend import array_namespace, log_sigmoid
 
 __all__ = ["BCOLoss", "bco_loss", "running_mean"]
 
@@ -106,7 +106,7 @@ def running_mean(mean: float, count: float, rewards: Any) -> tuple[float, float]
     mean of every reward seen so far. TRL's ``RunningMoments`` does the same (from a count of
     1e-24, in float32). The rewards are detached: the result is a plain float.
     """
-    xp = _checks.namespace_of(rewards=rewards)
+    xp = array_namespace(rewards=rewards)
     n = _checks.float_vector(rewards, "rewards", xp).shape[0]
     mean = _checks.scalar(mean, "mean")
     count = _checks.scalar(count, "count", nonnegative=True)

@@ -30,7 +30,7 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
-    pm,
+    mean_std_cell,
     progress,
     std_or_zero,
     train_row,
@@ -107,13 +107,13 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
             ("loss", "loss"),
             ("HALO", lambda r: "yes" if VERDICTS[r["loss"]][0] else "no"),
             ("best beta", lambda r: f"{r['beta']:g}"),
-            ("exact utility", pm("utility", 3, signed=True)),
-            ("exact KL (nats)", pm("kl", 2)),
+            ("exact utility", mean_std_cell("utility", 3, signed=True)),
+            ("exact KL (nats)", mean_std_cell("kl", 2)),
             (
                 "utility gained per nat",
                 lambda r: fmt((r["utility_mean"] - reference) / max(r["kl_mean"], 1e-12), 2),
             ),
-            ("desirable mass", pm("desirable_mass", 3)),
+            ("desirable mass", mean_std_cell("desirable_mass", 3)),
         ],
     )
     return ExperimentResult(

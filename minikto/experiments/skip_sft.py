@@ -34,8 +34,8 @@ from .common import (
     check_seeds,
     fmt,
     markdown_table,
+    mean_std_cell,
     pick,
-    pm,
     progress,
     std_or_zero,
 )
@@ -126,10 +126,10 @@ def run(seeds: int = DEFAULT_SEEDS, quick: bool = False) -> ExperimentResult:
         table,
         [
             ("pipeline", lambda r: LABELS[(r["method"], r["sft"])]),
-            ("exact utility", pm("utility", 3, signed=True)),
-            ("exact KL from the base (nats)", pm("kl", 2)),
-            ("mass on responses that never end", pm("cut_mass", 3)),
-            ("desirable mass", pm("desirable_mass", 3)),
+            ("exact utility", mean_std_cell("utility", 3, signed=True)),
+            ("exact KL from the base (nats)", mean_std_cell("kl", 2)),
+            ("mass on responses that never end", mean_std_cell("cut_mass", 3)),
+            ("desirable mass", mean_std_cell("desirable_mass", 3)),
         ],
     )
     return ExperimentResult(
