@@ -22,6 +22,7 @@ passes: optional reading). Input checks are written once in ``_checks`` (numbers
 vectors, labels) and ``_token_checks`` (token batches).
 """
 
+from ._version import __version__ as __version__
 from .backend import get_namespace, to_numpy
 from .data.feedback import PairedDataset, UnpairedDataset, sample_paired, sample_unpaired, unpair
 from .data.jsonl import DatasetFormatError, read_paired, read_unpaired, write_paired, write_unpaired
@@ -40,8 +41,6 @@ from .training.config import (
     check_weight_balance,
 )
 from .training.train import TrainResult, train
-
-__version__ = "0.1.0"
 
 __all__ = [
     "APOZeroLoss",

@@ -226,20 +226,18 @@ def test_a_function_that_raises_on_every_case_raises_its_own_error():
 
 
 def test_vector_cases_of_another_shape_or_new_top_level_keys_are_skipped(monkeypatch):
-    from minikto.tools import check_cases, vectors
+    from minikto.tools import check_cases
 
     before = check_cases.loss_cases(0, 0, estimated=True)
-    original = vectors.make_vectors
+    original = check_cases.vector_inputs
 
     def with_more():
-        v = original()
-        v["conventions"] = {"sequence_logps": "sum"}
-        v["cases"].append({"name": "tokens", "function": "kto_loss",
-                           "inputs": {"token_logps": [[-1.0]], "mask": [[True]]}})
-        v["cases"].append({"name": "seq", "function": "sequence_logps", "inputs": {}})
-        return v
+        return [*original(),
+                {"name": "tokens", "function": "kto_loss",
+                 "inputs": {"token_logps": [[-1.0]], "mask": [[True]]}},
+                {"name": "seq", "function": "sequence_logps", "inputs": {}}]
 
-    monkeypatch.setattr(vectors, "make_vectors", with_more)
+    monkeypatch.setattr(check_cases, "vector_inputs", with_more)
     after = check_cases.loss_cases(0, 0, estimated=True)
     assert [c.name for c in after] == [c.name for c in before]
     assert sum(c.group == "vectors" for c in after) == 18

@@ -15,11 +15,11 @@ import minikto
 from minikto.tools.vectors import (
     FORMAT,
     VERSION,
-    check_vectors,
     compute_outputs,
     make_vectors,
     write_vectors,
 )
+from minikto.tools.vectors_check import check_vectors
 
 VECTORS = make_vectors()
 CASES = {case["name"]: case for case in VECTORS["cases"]}

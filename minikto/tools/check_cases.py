@@ -2,7 +2,8 @@
 
 Three groups, all float64 NumPy (converted to the user's framework at the call):
 
-- ``vectors``: the KTO cases of the reference vectors (:mod:`minikto.tools.vectors`); in
+- ``vectors``: the inputs of the reference vectors' KTO cases
+  (:mod:`minikto.tools.vectors_cases`; their outputs are not needed here); in
   ``z0="estimated"`` mode each is combined with a reference-point case of the same batch size;
 - ``random``: ``num_random`` batches of 2 to 12 examples with random log-ratios, labels,
   ``beta``, weights and reference points (seeded, so a report can be reproduced);
@@ -17,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from .vectors_cases import cases as vector_inputs
 
 __all__ = ["Case", "SequenceCase", "loss_cases", "sequence_cases"]
 
@@ -99,9 +102,7 @@ _KTO_KEYS = {"policy_logps", "reference_logps", "desirable", "z0", "beta", "desi
 
 
 def _vector_cases(estimated: bool) -> list[Case]:
-    from .vectors import make_vectors  # the case builders; only the keys every version has
-
-    cases = make_vectors()["cases"]
+    cases = vector_inputs()
     kl_cases = [c["inputs"] for c in cases if c.get("function") == "kl_estimate"
                 and {"kl_policy_logps", "kl_reference_logps"} <= c.get("inputs", {}).keys()]
     out = []

@@ -148,7 +148,8 @@ def _file_sha256(path: str) -> str:
 
 
 def _cmd_vectors(args: argparse.Namespace) -> int:
-    from .vectors import check_vectors, write_vectors
+    from .vectors import write_vectors
+    from .vectors_check import check_vectors
 
     if args.check:
         if args.out:

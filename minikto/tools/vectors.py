@@ -8,8 +8,11 @@ minikto. ``docs/VECTORS.md`` describes every key and shows a PyTorch check.
 - :func:`make_vectors` builds the dict (deterministic: fixed seeds, float64), with a
   top-level ``conventions`` object that says, without minikto's code, what every number is;
 - :func:`write_vectors` writes it as JSON, atomically;
-- :func:`check_vectors` (:mod:`minikto.tools.vectors_check`) recomputes every case with
-  minikto and lists the disagreements.
+- :func:`minikto.tools.vectors_check.check_vectors` (a module above this one) recomputes
+  every case with minikto and lists the disagreements.
+
+The case inputs live in :mod:`minikto.tools.vectors_cases` (below this module): cases ->
+compute and write (here) -> check.
 
 Floats are written by Python's ``json`` with ``repr``, the shortest decimal that reads back
 to the same float64, so the file round-trips exactly.
@@ -24,15 +27,16 @@ from typing import Any
 
 import numpy as np
 
+from .._version import __version__
 from ..backend import get_namespace, to_numpy
 from ..data.atomic import atomic_write
 from ..kto import kl_estimate, kto_loss
 from ..losses import dpo_loss
+from .vectors_cases import cases
 
 __all__ = [
     "FORMAT",
     "VERSION",
-    "check_vectors",
     "CONVENTIONS",
     "compute_outputs",
     "make_vectors",
@@ -43,9 +47,6 @@ __all__ = [
 FORMAT = "minikto-vectors"
 #: The ``version`` key; bumped whenever a key changes meaning.
 VERSION = 1
-
-#: The seed of every case's inputs (each case mixes in a checksum of its own name).
-SEED = 20240201
 
 # Which arguments each function takes from a case's inputs, and which outputs it records.
 _ARRAYS = {
@@ -180,25 +181,16 @@ def make_vectors() -> dict:
         "description", "inputs", "outputs"}`` with plain Python floats, bools and lists
         (see docs/VECTORS.md).
     """
-    from .vectors_cases import cases  # imported here: that module imports this one
-
     return {
         "format": FORMAT,
         "version": VERSION,
-        "minikto_version": _minikto_version(),
+        "minikto_version": __version__,
         "conventions": json.loads(json.dumps(CONVENTIONS)),  # a copy the caller may change
-        "cases": cases(),
+        "cases": [
+            {**case, "outputs": compute_outputs(case["function"], case["inputs"])}
+            for case in cases()
+        ],
     }
-
-
-def _minikto_version() -> str:
-    try:
-        from .. import __version__  # imported here: the package may import this module
-    except ImportError:  # minikto imported without its __init__ (a broken editable install)
-        from importlib.metadata import version
-
-        return version("minikto")
-    return __version__
 
 
 def write_vectors(path: str | os.PathLike, vectors: dict | None = None) -> Path:
@@ -231,5 +223,3 @@ def write_vectors(path: str | os.PathLike, vectors: dict | None = None) -> Path:
         raise error from err
     return path
 
-
-from .vectors_check import check_vectors  # noqa: E402  (it imports this module)
