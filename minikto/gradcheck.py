@@ -42,6 +42,7 @@ __all__ = [
     "ROUNDING",
     "BlockReport",
     "GradcheckReport",
+    "RoundingNoise",
     "SelfcheckCase",
     "difference_quotient",
     "format_table",
@@ -175,7 +176,7 @@ def gradcheck(
         named = {"directions": slice(0, n_directions)}
     condition = abs(value0) + float(np.sum(np.abs(x * grad)))  # |f| + sum_j |x_j g_j|
     numeric, bound = np.empty(analytic.size), np.empty(analytic.size)
-    noise = _Noise(value, x, eps, seed)
+    noise = RoundingNoise(value, x, eps, seed)
     for k, d in enumerate(directions):
         numeric[k], bound[k] = difference_quotient(
             value, x, d, eps, condition=condition, expected=analytic[k], noise=noise
@@ -204,8 +205,8 @@ def difference_quotient(
     it, two more terms are measured: the truncation error :math:`|D(2h) - D(h)| / 3` (two
     more evaluations; :math:`D(2h) - D(h) = \frac{h^2}{2} f''' + O(h^4)`), and the
     round-off of f itself, ``NOISE * noise() / h`` (``noise()``: the measured standard
-    deviation of f's rounding near x, see :class:`_Noise`), which replaces the first bound
-    when larger.
+    deviation of f's rounding near x, see :class:`RoundingNoise`), which replaces the first
+    bound when larger.
     """
     up, down = value(x + h * direction), value(x - h * direction)
     quotient = (up - down) / (2 * h)
@@ -217,7 +218,7 @@ def difference_quotient(
     return quotient, max(roundoff, measured) + abs(wide - quotient) / 3
 
 
-class _Noise:
+class RoundingNoise:
     r"""The rounding noise of f near x, measured once, and only when needed.
 
     Along eight random unit directions v, f is evaluated at ``x + j h v`` for j = -3..3; the

@@ -34,11 +34,19 @@ def user_kto(mistake: str | None = None, *, estimated: bool = False):
 
     def fn(p, r, d, *rest, beta, desirable_weight, undesirable_weight):
         z0 = z0_from_pairs(p, r, *rest) if estimated else rest[0]
+        if mistake == "z0_clamped":
+            z0 = max(0.0, z0)
         sign = 1.0 if mistake == "undesirable_sign_flipped" else np.where(d, 1.0, -1.0)
         z = sign * beta * (p - r - z0)
         dpo = mistake == "dpo_style_log_sigmoid"
         unweighted = np.logaddexp(0.0, -z) if dpo else 1 - _sigmoid(z)
+        if mistake == "beta_outside_sigmoid":
+            unweighted = 1 - beta * _sigmoid(z / beta)
         w = np.where(d, desirable_weight, undesirable_weight)
+        if mistake == "weights_swapped":
+            w = np.where(d, undesirable_weight, desirable_weight)
+        if mistake == "desirable_weight_everywhere":
+            w = np.full(len(p), desirable_weight)
         losses = w * unweighted
         if mistake == "separate_means_sum":
             loss = sum(losses[m].mean() for m in (d, ~d) if m.any())
@@ -194,11 +202,10 @@ def test_a_loss_that_is_wrong_only_on_one_label_batches_is_not_blamed_on_a_varia
     assert "(B = 1," in report.smallest_failing_case  # a batch of one is of one label
 
 
-def test_a_nan_everywhere_loss_shows_its_smallest_case_without_gradients():
+def test_a_nan_everywhere_loss_is_named_with_its_fix():
     report = _check(lambda *args, **kwargs: float("nan"), z0="estimated", num_random=5)
-    assert not report.passed and report.variants == []
-    text = report.smallest_failing_case
-    assert "kl_policy_logps" in text and "grad yours         -" in text
+    assert not report.passed and report.variants == ["nan_loss"]
+    assert "Fix: " in report.diagnosis
     assert all(not r.passed for r in report.rows if r.property.startswith("loss on"))
 
 
@@ -217,12 +224,21 @@ def test_a_loss_that_raises_on_one_label_batches_is_diagnosed_and_the_error_note
     assert "note: fn raised on" in str(report)
 
 
-def test_a_function_that_raises_on_every_case_raises_its_own_error():
+def test_a_function_of_the_wrong_signature_is_refused_naming_the_expected_one():
     def wrong_signature(p, r, d):
         return 0.0
 
-    with pytest.raises(TypeError, match="unexpected keyword argument"):
+    with pytest.raises(TypeError, match=r"^fn: expected fn\(policy_logps, reference_logps, "
+                                        r"desirable, z0, \*, beta.*got wrong_signature\(p, r, d\)"):
         _check(wrong_signature, num_random=3)
+
+
+def test_a_function_that_raises_on_every_case_raises_its_own_error():
+    def broken(p, r, d, z0, **kwargs):
+        return {}["loss"]
+
+    with pytest.raises(KeyError, match="loss"):
+        _check(broken, num_random=3)
 
 
 def test_vector_cases_of_another_shape_or_new_top_level_keys_are_skipped(monkeypatch):
@@ -266,7 +282,7 @@ def test_the_smallest_case_shows_per_example_losses_when_the_function_returns_th
     assert "(B = 2," in report.smallest_failing_case  # weights 1/1 agree on the batch of one
 
 
-@pytest.mark.parametrize("result", ["nope", None, True])
+@pytest.mark.parametrize("result", ["nope", True])
 def test_a_loss_that_is_not_a_number_is_refused_naming_fn(result):
     with pytest.raises(TypeError, match=r"^fn: expected the loss \(a scalar\)"):
         minikto.check_kto(lambda *args, **kwargs: result)
