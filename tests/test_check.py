@@ -273,13 +273,13 @@ def test_a_long_report_is_cut_to_one_screen():
 def test_the_smallest_case_shows_per_example_losses_when_the_function_returns_them():
     correct = user_kto()
 
-    def typo_in_weights(p, r, d, z0, *, beta, desirable_weight, undesirable_weight):
+    def off_weight(p, r, d, z0, *, beta, desirable_weight, undesirable_weight):
         return correct(p, r, d, z0, beta=beta, desirable_weight=desirable_weight,
-                       undesirable_weight=desirable_weight)
+                       undesirable_weight=undesirable_weight + 0.25)  # not a known mistake
 
-    report = _check(typo_in_weights)
+    report = _check(off_weight)
     assert report.variants == [] and "losses yours" in report.smallest_failing_case
-    assert "(B = 2," in report.smallest_failing_case  # weights 1/1 agree on the batch of one
+    assert "(B = 1," in report.smallest_failing_case  # the vectors' batch of one is undesirable
 
 
 @pytest.mark.parametrize("result", ["nope", True])

@@ -109,19 +109,19 @@ def _diff(yours: np.ndarray | float, want: np.ndarray | float) -> np.ndarray:
     return np.where(both, 0.0, np.where(np.isnan(d), np.inf, d))
 
 
-def _allowed(key: str, yours: Outputs, bound: Bounds, other: Outputs | None = None) -> Any:
+def _allowed(key: str, yours: Outputs, want: Outputs, bound: Bounds) -> Any:
     """The difference a correct implementation may show for one output of one case.
 
-    A gradient by finite differences carries its own measured bound (``grad_bound``); one by
-    autograd the rounding bound of :mod:`~minikto.tools.check_tolerance`. ``other``: the
-    outputs compared with, when they carry a finite-difference bound too (a variant's).
+    A gradient by finite differences carries its own measured bound (``grad_bound``), and
+    so may the outputs compared with (a variant's); otherwise the rounding bound of
+    :mod:`~minikto.tools.check_tolerance` at the values compared with.
     """
-    if key in ("loss", "losses", "rewards"):
-        return getattr(bound, key)
-    own = getattr(yours, key + "_bound")
-    allowed = bound.grad if own is None else own
-    extra = None if other is None else getattr(other, key + "_bound")
-    return allowed if extra is None else allowed + extra
+    allowed = bound.allowed(key, getattr(want, key))
+    if key in ("grad", "grad_kl"):
+        own, other = getattr(yours, key + "_bound"), getattr(want, key + "_bound")
+        allowed = allowed if own is None else np.maximum(allowed, own)
+        allowed = allowed if other is None else allowed + other
+    return allowed
 
 
 def _agree(key: str, yours: Outputs, want: Outputs, bound: Bounds) -> tuple[bool, float] | None:
@@ -130,7 +130,7 @@ def _agree(key: str, yours: Outputs, want: Outputs, bound: Bounds) -> tuple[bool
     if a is None or b is None:
         return None
     diff = _diff(a, b)
-    return bool(np.all(diff <= _allowed(key, yours, bound, want))), float(np.max(diff))
+    return bool(np.all(diff <= _allowed(key, yours, want, bound))), float(np.max(diff))
 
 
 # ------------------------------------------------------------------------------------------
