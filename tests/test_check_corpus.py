@@ -41,19 +41,22 @@ def one_minus_sigmoid(p, r, d, z0, *, beta, desirable_weight, undesirable_weight
 
 
 def sigmoid_of_minus_z(p, r, d, z0, *, beta, desirable_weight, undesirable_weight):
-    return np.mean(_weights(d, desirable_weight, undesirable_weight)
-                   * expit(-_z(p, r, d, z0, beta)))
+    return np.mean(
+        _weights(d, desirable_weight, undesirable_weight) * expit(-_z(p, r, d, z0, beta))
+    )
 
 
 def exp_based(p, r, d, z0, *, beta, desirable_weight, undesirable_weight):
     with np.errstate(over="ignore"):
-        return np.mean(_weights(d, desirable_weight, undesirable_weight)
-                       / (1 + np.exp(_z(p, r, d, z0, beta))))
+        return np.mean(
+            _weights(d, desirable_weight, undesirable_weight) / (1 + np.exp(_z(p, r, d, z0, beta)))
+        )
 
 
 def logaddexp_form(p, r, d, z0, *, beta, desirable_weight, undesirable_weight):
     losses = _weights(d, desirable_weight, undesirable_weight) * np.exp(
-        -np.logaddexp(0.0, _z(p, r, d, z0, beta)))
+        -np.logaddexp(0.0, _z(p, r, d, z0, beta))
+    )
     return {"loss": losses.mean(), "losses": losses, "rewards": beta * (p - r)}
 
 
@@ -88,8 +91,12 @@ def subsets_concatenated(p, r, d, z0, *, beta, desirable_weight, undesirable_wei
     """TRL's arrangement: each kind on its own subset, concatenated, one mean; the losses and
     rewards are returned in that concatenated (chosen first) order."""
     chosen, rejected = p[d] - r[d], p[~d] - r[~d]
-    losses = np.concatenate([desirable_weight * (1 - expit(beta * (chosen - z0))),
-                             undesirable_weight * (1 - expit(beta * (z0 - rejected)))])
+    losses = np.concatenate(
+        [
+            desirable_weight * (1 - expit(beta * (chosen - z0))),
+            undesirable_weight * (1 - expit(beta * (z0 - rejected))),
+        ]
+    )
     rewards = np.concatenate([beta * chosen, beta * rejected])
     return losses.mean(), losses, rewards
 
@@ -108,9 +115,20 @@ def value_then_weight_split(p, r, d, z0, *, beta, desirable_weight, undesirable_
     return np.mean(_weights(d, desirable_weight, undesirable_weight) - value)
 
 
-FORMS = [one_minus_sigmoid, sigmoid_of_minus_z, exp_based, logaddexp_form, softplus_form,
-         tanh_form, per_example_then_mean, sum_over_batch, subsets_concatenated,
-         kto_loss_wrapper, minikto_named_tuple, value_then_weight_split]
+FORMS = [
+    one_minus_sigmoid,
+    sigmoid_of_minus_z,
+    exp_based,
+    logaddexp_form,
+    softplus_form,
+    tanh_form,
+    per_example_then_mean,
+    sum_over_batch,
+    subsets_concatenated,
+    kto_loss_wrapper,
+    minikto_named_tuple,
+    value_then_weight_split,
+]
 
 
 def estimating(form):
@@ -164,8 +182,14 @@ def test_the_extreme_cases_include_beta_2_with_z_from_15_to_32_and_beta_10():
 def sigmoid_times_complement(p, r, d, z0, *, beta, desirable_weight, undesirable_weight):
     """dL/dp_i = -s_i beta lambda_i sigmoid(z_i) (1 - sigmoid(z_i)) / B, in the 1 - s form."""
     s = expit(_z(p, r, d, z0, beta))
-    return -_signs(d) * beta * _weights(d, desirable_weight, undesirable_weight) * s * (1 - s) \
+    return (
+        -_signs(d)
+        * beta
+        * _weights(d, desirable_weight, undesirable_weight)
+        * s
+        * (1 - s)
         / p.shape[0]
+    )
 
 
 def minikto_gradient(p, r, d, z0, **kwargs):
@@ -179,9 +203,11 @@ def _exercise_cases():
         size = int(rng.integers(2, 9))
         logps, ref_logps = rng.normal(-8, 6, size), rng.normal(-8, 6, size)
         labels = rng.random(size) < 0.5
-        kwargs = dict(beta=float(rng.choice([0.05, 0.1, 0.5, 2.0])),
-                      desirable_weight=float(rng.uniform(0.2, 3)),
-                      undesirable_weight=float(rng.uniform(0.2, 3)))
+        kwargs = dict(
+            beta=float(rng.choice([0.05, 0.1, 0.5, 2.0])),
+            desirable_weight=float(rng.uniform(0.2, 3)),
+            undesirable_weight=float(rng.uniform(0.2, 3)),
+        )
         yield logps, ref_logps, labels, float(rng.uniform(-2, 10)), kwargs
 
 
@@ -193,16 +219,22 @@ def test_exercise_case_17_is_the_hard_one_beta_2_and_z_from_15_to_32():
     assert np.max(np.abs(grad)) < 2e-7  # a gradient below the old absolute floor's reach
 
 
-@pytest.mark.parametrize("gradient", [sigmoid_times_complement, minikto_gradient],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "gradient", [sigmoid_times_complement, minikto_gradient], ids=lambda f: f.__name__
+)
 @pytest.mark.parametrize("form", FORMS, ids=lambda f: f.__name__)
 def test_every_form_with_a_correct_hand_gradient_passes_gradcheck_on_every_exercise_case(
-        form, gradient):
+    form, gradient
+):
     for case, (logps, ref, labels, z0, kwargs) in enumerate(_exercise_cases()):
+
         def fun(x, ref=ref, labels=labels, z0=z0, kwargs=kwargs):
             out = form(x, ref, labels, z0, **kwargs)
-            loss = out["loss"] if isinstance(out, dict) else (
-                out[0] if isinstance(out, tuple) else out)
+            loss = (
+                out["loss"]
+                if isinstance(out, dict)
+                else (out[0] if isinstance(out, tuple) else out)
+            )
             return float(loss), gradient(x, ref, labels, z0, **kwargs)
 
         report = gradcheck(fun, logps)
@@ -213,8 +245,10 @@ def test_a_wrong_gradient_fails_on_the_hard_case_too():
     logps, ref, labels, z0, kwargs = list(_exercise_cases())[17]
 
     def fun(x, factor):
-        return (one_minus_sigmoid(x, ref, labels, z0, **kwargs),
-                factor * minikto_gradient(x, ref, labels, z0, **kwargs))
+        return (
+            one_minus_sigmoid(x, ref, labels, z0, **kwargs),
+            factor * minikto_gradient(x, ref, labels, z0, **kwargs),
+        )
 
     assert gradcheck(lambda x: fun(x, 1.0), logps).passed
     for factor in (2.0, 0.5, -1.0):  # a missing 1/2, a doubled term, a sign

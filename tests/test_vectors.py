@@ -546,3 +546,32 @@ def test_a_new_vectors_file_gets_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+# ------------------------------------------------------------------------------------------
+# The modules are layered: cases -> compute/write -> check, the version in its own module
+
+
+def _imports(module: str) -> set[str]:
+    import ast
+
+    path = Path(minikto.__file__).parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+            names.update("." * node.level + (node.module or "") + ":" + a.name
+                         for a in node.names)
+    return names
+
+
+def test_the_vectors_modules_import_only_downwards_and_not_the_package_for_its_version():
+    cases, vectors, check = (_imports(f"minikto.tools.{m}")
+                             for m in ("vectors_cases", "vectors", "vectors_check"))
+    assert not {".vectors", ".vectors_check"} & cases
+    assert ".vectors_cases" in vectors and ".vectors_check" not in vectors
+    assert ".vectors" in check
+    for names in (cases, vectors, check):
+        assert "..:__version__" not in names  # the version comes from minikto._version
+    assert ".vectors_cases" in _imports("minikto.tools.check_cases")
+    assert ".vectors" not in _imports("minikto.tools.check_cases")  # the inputs, not the file

@@ -38,11 +38,16 @@ def summarize(err: BaseException, frames: int = 3) -> str:
         return f"SyntaxError: {err.msg} ({where})\n    {(err.text or '').strip()}"
     message = str(err) if len(str(err)) <= 200 else str(err)[:197] + "..."
     lines = [f"{type(err).__name__}: {message}" if message else type(err).__name__]
-    own = [f for f in traceback.extract_tb(err.__traceback__)
-           if not f.filename.startswith(_PACKAGE) and "importlib" not in f.filename]
+    own = [
+        f
+        for f in traceback.extract_tb(err.__traceback__)
+        if not f.filename.startswith(_PACKAGE) and "importlib" not in f.filename
+    ]
     for frame in own[-frames:]:
-        lines.append(f"  {Path(frame.filename).name}, line {frame.lineno}, in {frame.name}: "
-                     f"{(frame.line or '').strip()}")
+        lines.append(
+            f"  {Path(frame.filename).name}, line {frame.lineno}, in {frame.name}: "
+            f"{(frame.line or '').strip()}"
+        )
     return "\n".join(lines)
 
 
@@ -55,8 +60,9 @@ def load_function(spec: str, flag: str) -> Callable:
     """
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"{flag}: expected MODULE:FUNCTION (or path/to/file.py:FUNCTION); "
-                         f"got {spec!r}")
+        raise ValueError(
+            f"{flag}: expected MODULE:FUNCTION (or path/to/file.py:FUNCTION); got {spec!r}"
+        )
     if module_name.endswith(".py"):
         path = Path(module_name)
         if not path.is_file():
@@ -78,18 +84,20 @@ def load_function(spec: str, flag: str) -> Callable:
                 module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         if err.name != module_name.split(".")[0]:
-            raise CouldNotRun(f"{flag}: importing {module_name!r} failed:\n"
-                              f"{summarize(err)}") from err
+            raise CouldNotRun(
+                f"{flag}: importing {module_name!r} failed:\n{summarize(err)}"
+            ) from err
         raise ValueError(f"{flag}: cannot import {module_name!r} ({err})") from err
     except SystemExit as err:
-        raise CouldNotRun(f"{flag}: {module_name!r} called sys.exit({err.code!r}) while being "
-                          "imported; put the code that exits under "
-                          "`if __name__ == \"__main__\":`") from None
+        raise CouldNotRun(
+            f"{flag}: {module_name!r} called sys.exit({err.code!r}) while being "
+            "imported; put the code that exits under "
+            '`if __name__ == "__main__":`'
+        ) from None
     except check_call.CallTimeout as err:
         raise CouldNotRun(f"{flag}: {err}") from None
     except Exception as err:  # noqa: BLE001 - the user's code may raise anything
-        raise CouldNotRun(f"{flag}: importing {module_name!r} failed:\n"
-                          f"{summarize(err)}") from err
+        raise CouldNotRun(f"{flag}: importing {module_name!r} failed:\n{summarize(err)}") from err
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ValueError(f"{flag}: {module_name!r} has no function {attr!r}")
@@ -102,15 +110,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         fn = load_function(args.function, "FUNCTION")
         sequence_fn = load_function(args.sequence, "--sequence") if args.sequence else None
-        report = check_kto(fn, z0=args.z0, seed=args.seed, num_random=args.num_random,
-                           sequence_fn=sequence_fn, framework=args.framework)
+        report = check_kto(
+            fn,
+            z0=args.z0,
+            seed=args.seed,
+            num_random=args.num_random,
+            sequence_fn=sequence_fn,
+            framework=args.framework,
+        )
     except CouldNotRun as err:
         print(f"minikto check: could not run the check. {err}", file=sys.stderr)
         return 2
     except (ValueError, TypeError) as err:
         if err.__traceback__ is not None and _raised_by_user(err):
-            print(f"minikto check: could not run the check: your function raised on every "
-                  f"case:\n{summarize(err)}", file=sys.stderr)
+            print(
+                f"minikto check: could not run the check: your function raised on every "
+                f"case:\n{summarize(err)}",
+                file=sys.stderr,
+            )
         else:
             print(f"minikto check: error: {err}", file=sys.stderr)
         return 2
@@ -118,8 +135,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"minikto check: could not run the check: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - the user's code may raise anything
-        print(f"minikto check: could not run the check: your function raised on every "
-              f"case:\n{summarize(err)}", file=sys.stderr)
+        print(
+            f"minikto check: could not run the check: your function raised on every "
+            f"case:\n{summarize(err)}",
+            file=sys.stderr,
+        )
         return 2
     report.function = args.function
     print(report)

@@ -66,9 +66,18 @@ def bounds(case: Case, z0: float, estimated: bool) -> Bounds:
     weight = max(case.desirable_weight, case.undesirable_weight)
     grad = UNIT * weight * case.beta / case.batch
     return Bounds(
-        absolute={"loss": UNIT * weight * (case.batch + 1), "losses": UNIT * weight,
-                  "rewards": UNIT * max(case.beta, 1.0) * (p + r), "grad": grad,
-                  "grad_kl": grad},
-        relative={"loss": UNIT * float(np.max(size)), "losses": UNIT * size, "rewards": 0.0,
-                  "grad": UNIT * size, "grad_kl": 0.0},
+        absolute={
+            "loss": UNIT * weight * (case.batch + 1),
+            "losses": UNIT * weight,
+            "rewards": UNIT * max(case.beta, 1.0) * (p + r),
+            "grad": grad,
+            "grad_kl": grad,
+        },
+        relative={
+            "loss": UNIT * float(np.max(size)),
+            "losses": UNIT * size,
+            "rewards": 0.0,
+            "grad": UNIT * size,
+            "grad_kl": 0.0,
+        },
     )

@@ -189,13 +189,16 @@ def compute_tolerances(function: str, inputs: dict, outputs: dict | None = None)
     """
     u = ROUNDING * EPSILON
     out = compute_outputs(function, inputs) if outputs is None else outputs
-    x = {k: np.asarray(v, dtype=np.float64) if isinstance(v, list) else v
-         for k, v in inputs.items()}
+    x = {
+        k: np.asarray(v, dtype=np.float64) if isinstance(v, list) else v for k, v in inputs.items()
+    }
     y = {k: np.abs(np.asarray(v, dtype=np.float64)) for k, v in out.items()}
     if function == "kl_estimate":
         size = np.abs(x["kl_policy_logps"]) + np.abs(x["kl_reference_logps"])
-        return {"z0": u * float(np.mean(size)),
-                "grad_kl_policy_logps": [u / size.shape[0]] * size.shape[0]}
+        return {
+            "z0": u * float(np.mean(size)),
+            "grad_kl_policy_logps": [u / size.shape[0]] * size.shape[0],
+        }
     if function == "dpo_loss":
         c = np.abs(x["policy_chosen_logps"]) + np.abs(x["reference_chosen_logps"])
         r = np.abs(x["policy_rejected_logps"]) + np.abs(x["reference_rejected_logps"])
@@ -205,14 +208,17 @@ def compute_tolerances(function: str, inputs: dict, outputs: dict | None = None)
             "losses": (u + u * size * y["losses"]).tolist(),
             "chosen_rewards": (u * x["beta"] * c).tolist(),
             "rejected_rewards": (u * x["beta"] * r).tolist(),
-            **{key: (u * x["beta"] / batch + u * size * y[key]).tolist()
-               for key in ("grad_policy_chosen_logps", "grad_policy_rejected_logps")},
+            **{
+                key: (u * x["beta"] / batch + u * size * y[key]).tolist()
+                for key in ("grad_policy_chosen_logps", "grad_policy_rejected_logps")
+            },
         }
     tolerances = {}
     if function == "kto_loss_from_token_logps":
         mask = np.asarray(inputs["completion_mask"], dtype=bool)
-        p, r = (np.sum(np.abs(x[k]), axis=1) for k in ("policy_token_logps",
-                                                         "reference_token_logps"))
+        p, r = (
+            np.sum(np.abs(x[k]), axis=1) for k in ("policy_token_logps", "reference_token_logps")
+        )
         tolerances = {"policy_logps": (u * p).tolist(), "reference_logps": (u * r).tolist()}
         grad_magnitude = np.max(y["grad_policy_token_logps"], axis=1)
     else:
@@ -224,7 +230,9 @@ def compute_tolerances(function: str, inputs: dict, outputs: dict | None = None)
     tolerances.update(
         loss=float(u * weight * (batch + 1) + u * np.max(size) * y["loss"]),
         losses=(u * weight + u * size * y["losses"]).tolist(),
-        rewards=(u * x["beta"] * (p + r)).tolist(), grad_z0=float(np.sum(grad)))
+        rewards=(u * x["beta"] * (p + r)).tolist(),
+        grad_z0=float(np.sum(grad)),
+    )
     if function == "kto_loss_from_token_logps":
         tolerances["grad_policy_token_logps"] = np.where(mask, grad[:, None], u).tolist()
     else:
@@ -254,8 +262,11 @@ def make_vectors() -> dict:
         "minikto_version": __version__,
         "conventions": json.loads(json.dumps(CONVENTIONS)),  # a copy the caller may change
         "cases": [
-            {**case, "outputs": compute_outputs(case["function"], case["inputs"]),
-             "tolerances": compute_tolerances(case["function"], case["inputs"])}
+            {
+                **case,
+                "outputs": compute_outputs(case["function"], case["inputs"]),
+                "tolerances": compute_tolerances(case["function"], case["inputs"]),
+            }
             for case in cases()
         ],
     }
@@ -290,4 +301,3 @@ def write_vectors(path: str | os.PathLike, vectors: dict | None = None) -> Path:
         error.errno = err.errno
         raise error from err
     return path
-
