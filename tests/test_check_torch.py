@@ -93,7 +93,7 @@ def sigmoid_of_minus_z(policy_logps, reference_logps, desirable, z0, *, beta,
 def exp_of_logsigmoid(policy_logps, reference_logps, desirable, z0, *, beta,
                       desirable_weight, undesirable_weight):
     sign = desirable.to(torch.float64) * 2 - 1
-    kind = desirable.to(torch.float64)  # (bool * float would be float32: the check fails it)
+    kind = desirable.to(torch.float64)  # (bool * float gives float32 in torch 2.14: fails)
     weight = kind * desirable_weight + (1 - kind) * undesirable_weight
     z = sign * beta * (policy_logps - reference_logps - z0)
     return (weight * torch.exp(torch.nn.functional.logsigmoid(-z))).sum() / z.shape[0]

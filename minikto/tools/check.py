@@ -365,7 +365,7 @@ def check_kto(
         Default: detected from the modules fn's code imports (NumPy otherwise).
     timeout : float, optional
         Seconds one case may take before fn is stopped (default
-        :data:`~minikto.tools.check_call.CALL_TIMEOUT_S`, 10 s; POSIX main thread only).
+        :data:`~minikto.tools.check_call.CALL_TIMEOUT_S`, 60 s; POSIX main thread only).
 
     Returns
     -------

@@ -43,7 +43,7 @@ __all__ = [
 #: The frameworks a user's function may use.
 FRAMEWORKS = ("numpy", "torch", "jax")
 #: Seconds one case (the user's calls and their gradient) may take before it is stopped.
-CALL_TIMEOUT_S = 10.0
+CALL_TIMEOUT_S = 60.0
 #: The parameters of TRL's ``KTOTrainer.kto_loss`` (TRL 0.19), after ``self``.
 TRL_PARAMETERS = ("policy_chosen_logps", "policy_rejected_logps", "policy_KL_logps",
                   "reference_chosen_logps", "reference_rejected_logps", "reference_KL_logps")
