@@ -419,7 +419,7 @@ def format_table(rows: list[SelfcheckCase]) -> str:
     """The self-check as a plain-text table."""
     head = (
         f"{'z0 mode':<11} {'features':<8} {'T':>2} {'params':>6} {'max abs err':>12} "
-        f"{'max rel err':>12} {'worst block':<11}  ok"
+        f"{'max rel err':>12} {'err/bound':>10} {'worst block':<11}  ok"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -427,7 +427,8 @@ def format_table(rows: list[SelfcheckCase]) -> str:
         n = sum(b.size for b in rep.blocks)
         lines.append(
             f"{str(r.z0):<11} {str(r.features):<8} {r.length:>2} {n:>6} "
-            f"{rep.max_abs_error:>12.2e} {rep.max_rel_error:>12.2e} {rep.worst.name:<11}  "
+            f"{rep.max_abs_error:>12.2e} {rep.max_rel_error:>12.2e} "
+            f"{max(b.error_to_bound for b in rep.blocks):>10.2e} {rep.worst.name:<11}  "
             f"{'yes' if rep.passed else 'NO'}"
         )
     return "\n".join(lines)
