@@ -101,6 +101,34 @@ def subsets_concatenated(p, r, d, z0, *, beta, desirable_weight, undesirable_wei
     return losses.mean(), losses, rewards
 
 
+def trl_signature_numpy(
+    self,
+    policy_chosen_logps,
+    policy_rejected_logps,
+    policy_KL_logps,
+    reference_chosen_logps,
+    reference_rejected_logps,
+    reference_KL_logps,
+):
+    """TRL 0.19's kto_loss signature and return value, in NumPy (z0 estimated)."""
+    kl = max(0.0, float(np.mean(policy_KL_logps - reference_KL_logps)))
+    chosen = policy_chosen_logps - reference_chosen_logps
+    rejected = policy_rejected_logps - reference_rejected_logps
+    losses = np.concatenate(
+        [
+            self.desirable_weight * (1 - expit(self.beta * (chosen - kl))),
+            self.undesirable_weight * (1 - expit(self.beta * (kl - rejected))),
+        ]
+    )
+    return losses, self.beta * chosen, self.beta * rejected, kl
+
+
+def test_trls_signature_is_accepted_in_numpy_too():
+    report = minikto.check_kto(trl_signature_numpy, num_random=40)
+    assert report.passed, str(report)
+    assert "TRL kto_loss signature" in report.settings
+
+
 def kto_loss_wrapper(p, r, d, z0, **kwargs):
     return minikto.kto_loss(p, r, d, z0, **kwargs)[0]
 
