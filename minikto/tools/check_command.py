@@ -38,17 +38,20 @@ def summarize(err: BaseException, frames: int = 3) -> str:
         return f"SyntaxError: {err.msg} ({where})\n    {(err.text or '').strip()}"
     message = str(err) if len(str(err)) <= 200 else str(err)[:197] + "..."
     lines = [f"{type(err).__name__}: {message}" if message else type(err).__name__]
-    own = [
-        f
-        for f in traceback.extract_tb(err.__traceback__)
-        if not f.filename.startswith(_PACKAGE) and "importlib" not in f.filename
-    ]
+    own = [f for f in traceback.extract_tb(err.__traceback__) if _is_users(f.filename)]
     for frame in own[-frames:]:
         lines.append(
             f"  {Path(frame.filename).name}, line {frame.lineno}, in {frame.name}: "
             f"{(frame.line or '').strip()}"
         )
     return "\n".join(lines)
+
+
+def _is_users(filename: str) -> bool:
+    """Whether a frame's file is the user's: not minikto's, not an installed library's, not
+    Python's own (``<frozen importlib...>`` included)."""
+    installed = (sys.prefix, sys.base_prefix, _PACKAGE)
+    return not filename.startswith(("<", *installed)) and "site-packages" not in filename
 
 
 def load_function(spec: str, flag: str) -> Callable:
