@@ -216,7 +216,8 @@ def test_an_import_that_fails_exits_2_with_the_error_in_a_few_lines(tmp_path, ca
      ("key_error", "\n    return {}['loss']\n", "KeyError: 'loss'"),
      ("recursion", "\n    return kto(policy_logps, reference_logps, desirable, z0, beta=beta, "
       "desirable_weight=desirable_weight, undesirable_weight=undesirable_weight)\n",
-      "RecursionError")],
+      "RecursionError"),
+     ("numpy_error", "\n    return np.linalg.inv(np.ones((2, 3)))\n", "LinAlgError")],
 )
 def test_an_exception_on_every_case_exits_2_with_a_summary(tmp_path, capsys, name, body, shown):
     path = _user_file(tmp_path, name, body)
@@ -224,6 +225,7 @@ def test_an_exception_on_every_case_exits_2_with_a_summary(tmp_path, capsys, nam
     assert code == 2, out + err
     assert shown in err and "Traceback" not in err
     assert f"{name}.py, line " in err  # the user's own frame, with its line
+    assert "site-packages" not in err and "_linalg.py" not in err  # not the libraries' frames
     assert len(err.strip().splitlines()) <= 6
 
 
