@@ -26,6 +26,7 @@ once in ``_checks`` (numbers, log-prob vectors, labels) and ``_token_checks`` (t
 and run once where data enter: a checked :class:`~minikto.policy.TokenBatch` needs no other.
 """
 
+from ._version import __version__ as __version__
 from .backend import get_namespace, to_numpy
 from .data.feedback import PairedDataset, UnpairedDataset, sample_paired, sample_unpaired, unpair
 from .data.jsonl import DatasetFormatError, read_paired, read_unpaired, write_paired, write_unpaired
@@ -45,8 +46,6 @@ from .training.config import (
     check_weight_balance,
 )
 from .training.train import TrainResult, train
-
-__version__ = "0.1.0"
 
 __all__ = [
     "APOZeroLoss",

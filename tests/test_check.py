@@ -34,11 +34,19 @@ def user_kto(mistake: str | None = None, *, estimated: bool = False):
 
     def fn(p, r, d, *rest, beta, desirable_weight, undesirable_weight):
         z0 = z0_from_pairs(p, r, *rest) if estimated else rest[0]
+        if mistake == "z0_clamped":
+            z0 = max(0.0, z0)
         sign = 1.0 if mistake == "undesirable_sign_flipped" else np.where(d, 1.0, -1.0)
         z = sign * beta * (p - r - z0)
         dpo = mistake == "dpo_style_log_sigmoid"
         unweighted = np.logaddexp(0.0, -z) if dpo else 1 - _sigmoid(z)
+        if mistake == "beta_outside_sigmoid":
+            unweighted = 1 - beta * _sigmoid(z / beta)
         w = np.where(d, desirable_weight, undesirable_weight)
+        if mistake == "weights_swapped":
+            w = np.where(d, undesirable_weight, desirable_weight)
+        if mistake == "desirable_weight_everywhere":
+            w = np.full(len(p), desirable_weight)
         losses = w * unweighted
         if mistake == "separate_means_sum":
             loss = sum(losses[m].mean() for m in (d, ~d) if m.any())
@@ -194,11 +202,10 @@ def test_a_loss_that_is_wrong_only_on_one_label_batches_is_not_blamed_on_a_varia
     assert "(B = 1," in report.smallest_failing_case  # a batch of one is of one label
 
 
-def test_a_nan_everywhere_loss_shows_its_smallest_case_without_gradients():
+def test_a_nan_everywhere_loss_is_named_with_its_fix():
     report = _check(lambda *args, **kwargs: float("nan"), z0="estimated", num_random=5)
-    assert not report.passed and report.variants == []
-    text = report.smallest_failing_case
-    assert "kl_policy_logps" in text and "grad yours         -" in text
+    assert not report.passed and report.variants == ["nan_loss"]
+    assert "Fix: " in report.diagnosis
     assert all(not r.passed for r in report.rows if r.property.startswith("loss on"))
 
 
@@ -217,29 +224,36 @@ def test_a_loss_that_raises_on_one_label_batches_is_diagnosed_and_the_error_note
     assert "note: fn raised on" in str(report)
 
 
-def test_a_function_that_raises_on_every_case_raises_its_own_error():
+def test_a_function_of_the_wrong_signature_is_refused_naming_the_expected_one():
     def wrong_signature(p, r, d):
         return 0.0
 
-    with pytest.raises(TypeError, match="unexpected keyword argument"):
+    with pytest.raises(TypeError, match=r"^fn: expected fn\(policy_logps, reference_logps, "
+                                        r"desirable, z0, \*, beta.*got wrong_signature\(p, r, d\)"):
         _check(wrong_signature, num_random=3)
 
 
+def test_a_function_that_raises_on_every_case_raises_its_own_error():
+    def broken(p, r, d, z0, **kwargs):
+        return {}["loss"]
+
+    with pytest.raises(KeyError, match="loss"):
+        _check(broken, num_random=3)
+
+
 def test_vector_cases_of_another_shape_or_new_top_level_keys_are_skipped(monkeypatch):
-    from minikto.tools import check_cases, vectors
+    from minikto.tools import check_cases
 
     before = check_cases.loss_cases(0, 0, estimated=True)
-    original = vectors.make_vectors
+    original = check_cases.vector_inputs
 
     def with_more():
-        v = original()
-        v["conventions"] = {"sequence_logps": "sum"}
-        v["cases"].append({"name": "tokens", "function": "kto_loss",
-                           "inputs": {"token_logps": [[-1.0]], "mask": [[True]]}})
-        v["cases"].append({"name": "seq", "function": "sequence_logps", "inputs": {}})
-        return v
+        return [*original(),
+                {"name": "tokens", "function": "kto_loss",
+                 "inputs": {"token_logps": [[-1.0]], "mask": [[True]]}},
+                {"name": "seq", "function": "sequence_logps", "inputs": {}}]
 
-    monkeypatch.setattr(vectors, "make_vectors", with_more)
+    monkeypatch.setattr(check_cases, "vector_inputs", with_more)
     after = check_cases.loss_cases(0, 0, estimated=True)
     assert [c.name for c in after] == [c.name for c in before]
     assert sum(c.group == "vectors" for c in after) == 18
@@ -259,16 +273,16 @@ def test_a_long_report_is_cut_to_one_screen():
 def test_the_smallest_case_shows_per_example_losses_when_the_function_returns_them():
     correct = user_kto()
 
-    def typo_in_weights(p, r, d, z0, *, beta, desirable_weight, undesirable_weight):
+    def off_weight(p, r, d, z0, *, beta, desirable_weight, undesirable_weight):
         return correct(p, r, d, z0, beta=beta, desirable_weight=desirable_weight,
-                       undesirable_weight=desirable_weight)
+                       undesirable_weight=undesirable_weight + 0.25)  # not a known mistake
 
-    report = _check(typo_in_weights)
+    report = _check(off_weight)
     assert report.variants == [] and "losses yours" in report.smallest_failing_case
-    assert "(B = 2," in report.smallest_failing_case  # weights 1/1 agree on the batch of one
+    assert "(B = 1," in report.smallest_failing_case  # the vectors' batch of one is undesirable
 
 
-@pytest.mark.parametrize("result", ["nope", None, True])
+@pytest.mark.parametrize("result", ["nope", True])
 def test_a_loss_that_is_not_a_number_is_refused_naming_fn(result):
     with pytest.raises(TypeError, match=r"^fn: expected the loss \(a scalar\)"):
         minikto.check_kto(lambda *args, **kwargs: result)

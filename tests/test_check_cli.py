@@ -148,6 +148,140 @@ def test_the_command_in_process_prints_the_report_and_returns_its_exit_code(
 ):
     assert main(["check", f"{user_file}:kto", "--num-random", "20"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"minikto check: {user_file}:kto")
+    first = out.splitlines()[0]  # (a long path is shortened to fit the line, from the left)
+    assert first.startswith("minikto check: ") and first.endswith("my_kto.py:kto")
     assert "PASSED" in out
     assert main(["check", f"{user_file}:kto_separate_means", "--num-random", "20"]) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# Exit codes, always: 0 correct, 1 wrong (a diagnosis), 2 the check could not run
+
+
+CORRECT_BODY = '''
+    z = np.where(desirable, 1.0, -1.0) * beta * (policy_logps - reference_logps - z0)
+    weight = np.where(desirable, desirable_weight, undesirable_weight)
+    return np.mean(weight * np.exp(-np.logaddexp(0.0, z)))
+'''
+
+
+def _user_file(folder: Path, name: str, body: str, header: str = "import numpy as np\n") -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(header + "\n\ndef kto(policy_logps, reference_logps, desirable, z0, *, "
+                    "beta, desirable_weight, undesirable_weight):" + body)
+    return path
+
+
+def _main(path: Path, capsys, *extra: str) -> tuple[int, str, str]:
+    code = main(["check", f"{path}:kto", "--num-random", "5", *extra])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_a_user_file_imports_its_sibling_module(tmp_path, capsys):
+    (tmp_path / "sibling_helpers_a1.py").write_text(
+        "import numpy as np\n\ndef sigmoid(x):\n    return np.exp(-np.logaddexp(0.0, -x))\n")
+    path = _user_file(tmp_path, "uses_sibling", '''
+    z = np.where(desirable, 1.0, -1.0) * beta * (policy_logps - reference_logps - z0)
+    weight = np.where(desirable, desirable_weight, undesirable_weight)
+    return np.mean(weight * sigmoid(-z))
+''', header="import numpy as np\nfrom sibling_helpers_a1 import sigmoid\n")
+    code, out, err = _main(path, capsys)
+    assert code == 0, out + err
+    assert "PASSED" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "shown"),
+    [("syntax_error", "def kto(:\n    pass\n", "SyntaxError: "),
+     ("raises_at_import", "import numpy as np\nraise RuntimeError('no GPU here')\n",
+      "RuntimeError: no GPU here"),
+     ("exits_at_import", "import sys\nsys.exit(0)\n", "called sys.exit(0) while being imported"),
+     ("missing_dependency", "import no_such_package_xyz\n", "ModuleNotFoundError")],
+)
+def test_an_import_that_fails_exits_2_with_the_error_in_a_few_lines(tmp_path, capsys, name,
+                                                                    source, shown):
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    code, out, err = _main(path, capsys)
+    assert code == 2 and out == ""
+    assert shown in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 6
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "shown"),
+    [("runtime_error", "\n    raise RuntimeError('shape mismatch')\n",
+      "RuntimeError: shape mismatch"),
+     ("key_error", "\n    return {}['loss']\n", "KeyError: 'loss'"),
+     ("recursion", "\n    return kto(policy_logps, reference_logps, desirable, z0, beta=beta, "
+      "desirable_weight=desirable_weight, undesirable_weight=undesirable_weight)\n",
+      "RecursionError"),
+     ("numpy_error", "\n    return np.linalg.inv(np.ones((2, 3)))\n", "LinAlgError")],
+)
+def test_an_exception_on_every_case_exits_2_with_a_summary(tmp_path, capsys, name, body, shown):
+    path = _user_file(tmp_path, name, body)
+    code, out, err = _main(path, capsys)
+    assert code == 2, out + err
+    assert shown in err and "Traceback" not in err
+    assert f"{name}.py, line " in err  # the user's own frame, with its line
+    assert "site-packages" not in err and "_linalg.py" not in err  # not the libraries' frames
+    assert len(err.strip().splitlines()) <= 6
+
+
+def test_a_wrong_signature_exits_2_naming_the_expected_one_and_trls(tmp_path, capsys):
+    path = tmp_path / "wrong_signature.py"
+    path.write_text("def kto(policy_logps, reference_logps, desirable, beta):\n    return 0.0\n")
+    code, out, err = _main(path, capsys)
+    assert code == 2
+    assert "expected fn(policy_logps, reference_logps, desirable, z0, *, beta" in err
+    assert "KTOTrainer.kto_loss(self, policy_chosen_logps" in err
+
+
+def test_sys_exit_in_the_function_is_a_named_mistake_exit_1(tmp_path, capsys):
+    path = _user_file(tmp_path, "exits_per_call", "\n    import sys\n    sys.exit(0)\n")
+    code, out, err = _main(path, capsys)
+    assert code == 1, out + err
+    assert "diagnosis: sys_exit: " in out and "Fix:" in out
+
+
+@pytest.mark.parametrize(("name", "body", "mistake"),
+                         [("returns_none", "\n    loss = 0.5\n", "returns_none"),
+                          ("returns_complex", "\n    return np.mean((policy_logps + 0j) ** 0.5)\n",
+                           "complex_loss")])
+def test_a_none_or_complex_loss_is_a_named_mistake_exit_1(tmp_path, capsys, name, body, mistake):
+    path = _user_file(tmp_path, name, body)
+    code, out, err = _main(path, capsys)
+    assert code == 1, out + err
+    assert f"diagnosis: {mistake}: " in out and "Fix:" in out
+
+
+def test_a_function_that_never_returns_is_stopped_and_exits_2(tmp_path, capsys, monkeypatch):
+    from minikto.tools import check_call
+
+    monkeypatch.setattr(check_call, "CALL_TIMEOUT_S", 0.5)
+    path = _user_file(tmp_path, "never_returns", "\n    while True:\n        try:\n"
+                      "            pass\n        except Exception:\n            pass\n")
+    code, out, err = _main(path, capsys)
+    assert code == 2
+    assert "did not return within 0.5 s and was stopped" in err
+
+
+def test_an_import_that_never_ends_is_stopped_and_exits_2(tmp_path, capsys, monkeypatch):
+    from minikto.tools import check_call
+
+    monkeypatch.setattr(check_call, "CALL_TIMEOUT_S", 0.5)
+    path = tmp_path / "loops_at_import.py"
+    path.write_text("while True:\n    pass\n")
+    code, out, err = _main(path, capsys)
+    assert code == 2 and "importing" in err and "was stopped" in err
+
+
+def test_check_kto_stops_a_slow_function_with_a_timeout_error():
+    import time
+
+    def slow(*args, **kwargs):
+        time.sleep(5)
+
+    with pytest.raises(TimeoutError, match="did not return within 0.2 s"):
+        minikto.check_kto(slow, num_random=1, timeout=0.2)

@@ -1,4 +1,7 @@
-"""minikto.check_kto on JAX implementations (skipped where jax cannot be imported)."""
+"""minikto.check_kto on JAX implementations (skipped where jax cannot be imported).
+
+Run with JAX 0.10.2 (CPU): ``pip install ".[test]" jax``; the check turns on float64.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +32,30 @@ def jax_kto(mistake: str | None = None):
                 "rewards": beta * (policy_logps - reference_logps)}
 
     return kto
+
+
+def jax_forms(form: str):
+    """Correct JAX forms with z0 given: the sigmoid's three spellings."""
+
+    def kto(policy_logps, reference_logps, desirable, z0, *, beta, desirable_weight,
+            undesirable_weight):
+        z = jnp.where(desirable, 1.0, -1.0) * beta * (policy_logps - reference_logps - z0)
+        weight = jnp.where(desirable, desirable_weight, undesirable_weight)
+        if form == "1 - sigmoid(z)":
+            unweighted = 1 - jax.nn.sigmoid(z)
+        elif form == "sigmoid(-z)":
+            unweighted = jax.nn.sigmoid(-z)
+        else:
+            unweighted = jnp.exp(-jnp.logaddexp(0.0, z))
+        return jnp.mean(weight * unweighted)
+
+    return kto
+
+
+@pytest.mark.parametrize("form", ["1 - sigmoid(z)", "sigmoid(-z)", "exp(-logaddexp(0, z))"])
+def test_correct_jax_forms_pass(form):
+    report = minikto.check_kto(jax_forms(form), num_random=40)
+    assert report.passed, str(report)
 
 
 def test_a_jax_kto_passes_with_jax_grad():

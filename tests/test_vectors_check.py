@@ -17,7 +17,8 @@ import pytest
 
 from minikto.data.files import open_user_file, read_user_bytes
 from minikto.tools.cli import main
-from minikto.tools.vectors import check_vectors, make_vectors, write_vectors
+from minikto.tools.vectors import make_vectors, write_vectors
+from minikto.tools.vectors_check import check_vectors
 
 VECTORS = make_vectors()
 

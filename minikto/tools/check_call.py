@@ -12,9 +12,13 @@ differences.
 
 from __future__ import annotations
 
+import inspect
+import signal
 import sys
-from collections.abc import Callable
-from types import ModuleType
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -22,10 +26,71 @@ import numpy as np
 from .check_cases import Case, SequenceCase
 from .check_variants import Outputs, fd_grad, fd_step
 
-__all__ = ["FRAMEWORKS", "call_loss", "call_sequence", "detect_framework", "split_result"]
+__all__ = [
+    "CALL_TIMEOUT_S",
+    "FRAMEWORKS",
+    "TRL_PARAMETERS",
+    "CallTimeout",
+    "ResultMistake",
+    "call_loss",
+    "call_sequence",
+    "detect_framework",
+    "is_trl_signature",
+    "split_result",
+    "time_limit",
+]
 
 #: The frameworks a user's function may use.
 FRAMEWORKS = ("numpy", "torch", "jax")
+#: Seconds one case (the user's calls and their gradient) may take before it is stopped.
+CALL_TIMEOUT_S = 60.0
+#: The parameters of TRL's ``KTOTrainer.kto_loss`` (TRL 0.19), after ``self``.
+TRL_PARAMETERS = ("policy_chosen_logps", "policy_rejected_logps", "policy_KL_logps",
+                  "reference_chosen_logps", "reference_rejected_logps", "reference_KL_logps")
+
+
+class ResultMistake(Exception):
+    """The user's function returned (or did) something that is a known mistake in itself:
+    ``name`` is a key of :data:`~minikto.tools.check_variants.RESULT_MISTAKES`."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class CallTimeout(BaseException):
+    """The user's function did not return in time (a BaseException, so that the user's own
+    ``except Exception`` cannot swallow it)."""
+
+
+@contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Stop the block after ``seconds`` with :class:`CallTimeout` (SIGALRM: on POSIX, in the
+    main thread; elsewhere the block runs without a limit)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not hasattr(signal, "setitimer") or not main:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise CallTimeout(f"{what} did not return within {seconds:g} s and was stopped")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def is_trl_signature(fn: Callable) -> bool:
+    """Whether ``fn`` takes TRL's ``kto_loss`` arguments (after ``self``, if unbound)."""
+    try:
+        names = [n for n in inspect.signature(fn).parameters if n != "self"]
+    except (TypeError, ValueError):
+        return False
+    return tuple(names[:6]) == TRL_PARAMETERS
 
 
 def detect_framework(fn: Callable, framework: str | None = None) -> str:
@@ -101,6 +166,10 @@ def split_result(result: Any, batch: int) -> tuple[Any, Any, Any]:
     else:
         parts = (result, None, None)
     loss, losses, rewards = parts
+    if loss is None:
+        raise ResultMistake("returns_none")
+    if isinstance(loss, complex) or "complex" in str(getattr(loss, "dtype", "")):
+        raise ResultMistake("complex_loss")
     numeric = hasattr(loss, "shape") or isinstance(loss, (int, float, np.number))
     if not numeric or tuple(getattr(loss, "shape", ())) != () or isinstance(loss, bool):
         raise TypeError(
@@ -124,8 +193,10 @@ def split_result(result: Any, batch: int) -> tuple[Any, Any, Any]:
 def _call(fn: Callable, case: Case, estimated: bool, framework: str, grad: bool) -> tuple:
     policy = _to_user(case.policy_logps, framework, grad)
     kl_policy = _to_user(case.kl_policy_logps, framework, grad)
-    args = [policy, _to_user(case.reference_logps, framework),
-            _to_user(case.desirable, framework)]
+    reference = _to_user(case.reference_logps, framework)
+    if is_trl_signature(fn):
+        return _call_trl(fn, case, framework, policy, reference, kl_policy), policy, kl_policy
+    args = [policy, reference, _to_user(case.desirable, framework)]
     if estimated:
         args += [kl_policy, _to_user(case.kl_reference_logps, framework)]
     else:
@@ -135,15 +206,53 @@ def _call(fn: Callable, case: Case, estimated: bool, framework: str, grad: bool)
     return split_result(result, case.batch), policy, kl_policy
 
 
+def _call_trl(fn: Callable, case: Case, framework: str, policy: Any, reference: Any,
+              kl_policy: Any) -> tuple[Any, Any, Any]:
+    """TRL's ``kto_loss(self, policy_chosen_logps, ...)``: the batch split by label, the
+    per-example losses and rewards (returned chosen first, then rejected: TRL's
+    ``torch.cat`` order) put back in batch order, the loss their ``nanmean`` as TRL's
+    trainer takes it."""
+    chosen, rejected = np.flatnonzero(case.desirable), np.flatnonzero(~case.desirable)
+
+    def take(x: Any, mask: np.ndarray) -> Any:  # x[mask], the mask in x's framework
+        return x[_to_user(mask, framework)] if framework == "torch" else x[mask]
+
+    args = [take(policy, case.desirable), take(policy, ~case.desirable), kl_policy,
+            take(reference, case.desirable), take(reference, ~case.desirable),
+            _to_user(case.kl_reference_logps, framework)]
+    if "self" in inspect.signature(fn).parameters:
+        accelerator = SimpleNamespace(gather_for_metrics=lambda x: x, device="cpu")
+        args.insert(0, SimpleNamespace(
+            beta=case.beta, desirable_weight=case.desirable_weight,
+            undesirable_weight=case.undesirable_weight, loss_type="kto", calculate_KL=True,
+            accelerator=accelerator))
+    losses, chosen_rewards, rejected_rewards = fn(*args)[:3]
+    order = np.concatenate([chosen, rejected])
+    batch = np.empty(case.batch, dtype=np.int64)
+    batch[order] = np.arange(case.batch)  # position in the concatenation of each example
+
+    def in_batch_order(x: Any) -> np.ndarray:
+        return _to_numpy(x)[batch]
+
+    rewards = np.concatenate([_to_numpy(chosen_rewards).reshape(-1),
+                              _to_numpy(rejected_rewards).reshape(-1)])[batch]
+    loss = losses.nanmean() if framework == "torch" else (
+        _loaded("jax").numpy.nanmean(losses) if framework == "jax" else np.nanmean(losses))
+    return loss, in_batch_order(losses), rewards
+
+
 def _value(fn: Callable, estimated: bool, framework: str) -> Callable[[Case], float]:
     return lambda case: float(_to_numpy(_call(fn, case, estimated, framework, False)[0][0]))
 
 
-def call_loss(fn: Callable, case: Case, estimated: bool, framework: str) -> Outputs:
+def call_loss(fn: Callable, case: Case, estimated: bool, framework: str,
+              expected_grad: np.ndarray | None = None) -> Outputs:
     """The user's outputs on one case, with gradients (autograd or finite differences).
 
-    ``grad_kl`` is left None when it comes from finite differences: without autograd a
-    function cannot say whether it detaches z0.
+    Finite differences come with their error bound (``grad_bound``), measured against
+    ``expected_grad`` (:func:`~minikto.tools.check_variants.fd_grad`). ``grad_kl`` is left
+    None when it comes from finite differences: without autograd a function cannot say
+    whether it detaches z0.
     """
     if framework == "jax":  # pragma: no cover - test_check_jax.py, where JAX is installed
         return _call_jax(fn, case, estimated)
@@ -159,8 +268,8 @@ def call_loss(fn: Callable, case: Case, estimated: bool, framework: str) -> Outp
         out.grad_kl = _grad_or_zeros(kl_policy) if estimated else None
         out.autograd = True
     elif np.isfinite(out.loss):
-        out.grad = fd_grad(_value(fn, estimated, framework), case, "policy_logps",
-                           fd_step(case))
+        out.grad, out.grad_bound = fd_grad(_value(fn, estimated, framework), case,
+                                           "policy_logps", fd_step(case), expected_grad)
     return out
 
 

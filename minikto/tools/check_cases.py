@@ -2,11 +2,13 @@
 
 Three groups, all float64 NumPy (converted to the user's framework at the call):
 
-- ``vectors``: the KTO cases of the reference vectors (:mod:`minikto.tools.vectors`); in
+- ``vectors``: the inputs of the reference vectors' KTO cases
+  (:mod:`minikto.tools.vectors_cases`; their outputs are not needed here); in
   ``z0="estimated"`` mode each is combined with a reference-point case of the same batch size;
 - ``random``: ``num_random`` batches of 2 to 12 examples with random log-ratios, labels,
   ``beta``, weights and reference points (seeded, so a report can be reproduced);
-- ``extremes``: saturated logits, batches of one label, a batch of two, policy == reference.
+- ``extremes``: saturated logits, batches of one label, a batch of two, policy == reference,
+  beta 2 with |z| from 15 to 32, beta 10 with |r - z0| up to 50.
 
 A sequence-level case holds token log-probs ``(N, T)`` and a response mask ``(N, T)`` padded on
 the right, with the padding holding real-looking log-probs (as a model's output does).
@@ -17,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from .vectors_cases import cases as vector_inputs
 
 __all__ = ["Case", "SequenceCase", "loss_cases", "sequence_cases"]
 
@@ -99,9 +103,7 @@ _KTO_KEYS = {"policy_logps", "reference_logps", "desirable", "z0", "beta", "desi
 
 
 def _vector_cases(estimated: bool) -> list[Case]:
-    from .vectors import make_vectors  # the case builders; only the keys every version has
-
-    cases = make_vectors()["cases"]
+    cases = vector_inputs()
     kl_cases = [c["inputs"] for c in cases if c.get("function") == "kl_estimate"
                 and {"kl_policy_logps", "kl_reference_logps"} <= c.get("inputs", {}).keys()]
     out = []
@@ -137,7 +139,7 @@ def _random_cases(rng: np.random.Generator, count: int) -> list[Case]:
         kl_ratios += rng.choice([-1.0, 1.0]) * rng.uniform(0.05, 1.0) - kl_ratios.mean()
         out.append(_case(
             rng, f"random {i}", "random", ratios, desirable, kl_ratios,
-            z0=rng.uniform(0.0, 3.0), beta=10.0 ** rng.uniform(-2.0, 0.5),
+            z0=rng.uniform(-1.0, 3.0), beta=10.0 ** rng.uniform(-2.0, 0.5),
             weights=(rng.uniform(0.3, 3.0), rng.uniform(0.3, 3.0)),
         ))
     return out
@@ -146,6 +148,7 @@ def _random_cases(rng: np.random.Generator, count: int) -> list[Case]:
 def _extreme_cases(rng: np.random.Generator) -> list[Case]:
     mixed = np.array([True, False, True, False, False])
     kl = np.array([0.9, -0.4, 1.3, -0.2, 0.6])
+    kl6 = np.append(kl, 0.1)
     return [
         _case(rng, "extremes saturated logits", "extremes",
               np.array([40.0, -40.0, 800.0, -800.0, 1e4, -1e4, 40.0, -1e4]),
@@ -161,6 +164,15 @@ def _extreme_cases(rng: np.random.Generator) -> list[Case]:
               [True, False, False], np.array([0.9, -0.3, 0.5]), z0=0.3, weights=(1.3, 0.8)),
         _case(rng, "extremes policy == reference", "extremes", np.zeros(5), mixed,
               np.zeros(5), z0=0.0),
+        # beta 2 and |z| from 15 to 32: gradients of 1e-14 to 1e-7 next to losses of ~1
+        _case(rng, "extremes beta 2, |z| 15 to 32", "extremes",
+              0.3 + np.array([7.5, -8.0, 12.0, -16.0, 9.5, -11.0]),
+              [True, False, False, True, False, True], kl6, z0=0.3, beta=2.0,
+              weights=(1.7, 0.6)),
+        _case(rng, "extremes beta 10, |r - z0| up to 50", "extremes",
+              0.5 + np.array([50.0, -50.0, 3.0, -3.0, 0.05, -0.05]),
+              [True, False, True, False, False, True], kl6, z0=0.5, beta=10.0,
+              weights=(1.2, 2.5)),
     ]
 
 

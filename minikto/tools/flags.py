@@ -126,7 +126,7 @@ def _version() -> str:
 
     import numpy
 
-    from .. import __version__
+    from .._version import __version__
 
     return (f"minikto {__version__} (numpy {numpy.__version__}, "
             f"Python {platform.python_version()})")

@@ -8,8 +8,11 @@ minikto. ``docs/VECTORS.md`` describes every key and shows a PyTorch check.
 - :func:`make_vectors` builds the dict (deterministic: fixed seeds, float64), with a
   top-level ``conventions`` object that says, without minikto's code, what every number is;
 - :func:`write_vectors` writes it as JSON, atomically;
-- :func:`check_vectors` (:mod:`minikto.tools.vectors_check`) recomputes every case with
-  minikto and lists the disagreements.
+- :func:`minikto.tools.vectors_check.check_vectors` (a module above this one) recomputes
+  every case with minikto and lists the disagreements.
+
+The case inputs live in :mod:`minikto.tools.vectors_cases` (below this module): cases ->
+compute and write (here) -> check.
 
 Floats are written by Python's ``json`` with ``repr``, the shortest decimal that reads back
 to the same float64, so the file round-trips exactly.
@@ -24,17 +27,20 @@ from typing import Any
 
 import numpy as np
 
+from .._version import __version__
 from ..backend import get_namespace, to_numpy
 from ..data.atomic import atomic_write
+from ..gradcheck import EPSILON, ROUNDING
 from ..kto import kl_estimate, kto_loss
 from ..losses import dpo_loss
+from .vectors_cases import cases
 
 __all__ = [
     "FORMAT",
     "VERSION",
-    "check_vectors",
     "CONVENTIONS",
     "compute_outputs",
+    "compute_tolerances",
     "make_vectors",
     "write_vectors",
 ]
@@ -43,9 +49,6 @@ __all__ = [
 FORMAT = "minikto-vectors"
 #: The ``version`` key; bumped whenever a key changes meaning.
 VERSION = 1
-
-#: The seed of every case's inputs (each case mixes in a checksum of its own name).
-SEED = 20240201
 
 # Which arguments each function takes from a case's inputs, and which outputs it records.
 _ARRAYS = {
@@ -106,11 +109,14 @@ CONVENTIONS = {
     "which lets the gradient flow through z0; chain them as "
     "grad_z0 * grad_kl_policy_logps[j]",
     "z0_gradient_outputs": ["grad_z0", "grad_kl_policy_logps"],
-    "clamp_gradient_at_zero": "where the mean is exactly 0, d z0 / d kl_policy_logps[j] = "
-    "1/B: the gradient passes, as where(m >= 0, m, 0) gives. Library clamps differ at "
-    "that point (PyTorch 2.14, JAX 0.10): torch.clamp(m, min=0), torch.relu and "
-    "jax.nn.relu give 0, torch.maximum and jnp.maximum and jnp.clip give 1/(2B). Case "
-    "kl_at_zero holds this point",
+    "clamp_gradient_at_zero": "what a port must do: where the mean is exactly 0, d z0 / d "
+    "kl_policy_logps[j] = 1/B (the gradient passes, as where(m >= 0, m, 0) gives); test it "
+    "on case kl_at_zero. Library clamps differ at that point, and between versions (see "
+    "docs/VECTORS.md for the behaviour measured on given versions of PyTorch and JAX); "
+    "with z0 detached there is no such gradient",
+    "tolerances": "each case's tolerances hold, output by output, the largest |port - "
+    "stored| a correct float64 port may show: the rounding bound of docs/CHECK.md at the "
+    "case's values, not a fixed constant",
 }
 
 
@@ -166,6 +172,75 @@ def _plain(x: Any) -> float | list:
 
 
 # ------------------------------------------------------------------------------------------
+# How far a correct float64 port may be from each stored output
+
+
+def compute_tolerances(function: str, inputs: dict, outputs: dict | None = None) -> dict:
+    """The largest |port - stored| a correct float64 port may show, output by output.
+
+    The rule of docs/CHECK.md ("The tolerance rule") at the case's values. With
+    ``u = ROUNDING * EPSILON`` (16 roundings of 2**-52), ``lam`` the larger weight and
+    ``Z_i = beta (|policy_i| + |reference_i| + |z0|)`` (DPO: its four log-probs) the size of
+    the numbers that enter ``z_i``: a per-example loss ``u lam + u Z_i |loss_i|``; the mean
+    ``u lam (B + 1) + u max Z |loss|``; a gradient ``u lam beta / B + u Z_i |grad_i|``
+    (``grad_z0``: the sum over i); a reward ``u beta (|policy_i| + |reference_i|)``; a sum of
+    token log-probs ``u sum_t |token_t|``; z0 ``u mean_j (|kl_policy_j| + |kl_reference_j|)``
+    and its gradient ``u / B``. ``outputs``: the case's outputs (computed when None).
+    """
+    u = ROUNDING * EPSILON
+    out = compute_outputs(function, inputs) if outputs is None else outputs
+    x = {
+        k: np.asarray(v, dtype=np.float64) if isinstance(v, list) else v for k, v in inputs.items()
+    }
+    y = {k: np.abs(np.asarray(v, dtype=np.float64)) for k, v in out.items()}
+    if function == "kl_estimate":
+        size = np.abs(x["kl_policy_logps"]) + np.abs(x["kl_reference_logps"])
+        return {
+            "z0": u * float(np.mean(size)),
+            "grad_kl_policy_logps": [u / size.shape[0]] * size.shape[0],
+        }
+    if function == "dpo_loss":
+        c = np.abs(x["policy_chosen_logps"]) + np.abs(x["reference_chosen_logps"])
+        r = np.abs(x["policy_rejected_logps"]) + np.abs(x["reference_rejected_logps"])
+        size, batch = x["beta"] * (c + r), c.shape[0]
+        return {
+            "loss": float(u * (batch + 1) + u * np.max(size) * y["loss"]),
+            "losses": (u + u * size * y["losses"]).tolist(),
+            "chosen_rewards": (u * x["beta"] * c).tolist(),
+            "rejected_rewards": (u * x["beta"] * r).tolist(),
+            **{
+                key: (u * x["beta"] / batch + u * size * y[key]).tolist()
+                for key in ("grad_policy_chosen_logps", "grad_policy_rejected_logps")
+            },
+        }
+    tolerances = {}
+    if function == "kto_loss_from_token_logps":
+        mask = np.asarray(inputs["completion_mask"], dtype=bool)
+        p, r = (
+            np.sum(np.abs(x[k]), axis=1) for k in ("policy_token_logps", "reference_token_logps")
+        )
+        tolerances = {"policy_logps": (u * p).tolist(), "reference_logps": (u * r).tolist()}
+        grad_magnitude = np.max(y["grad_policy_token_logps"], axis=1)
+    else:
+        p, r = np.abs(x["policy_logps"]), np.abs(x["reference_logps"])
+        grad_magnitude = y["grad_policy_logps"]
+    weight, batch = max(x["desirable_weight"], x["undesirable_weight"]), p.shape[0]
+    size = x["beta"] * (p + r + abs(x["z0"]))
+    grad = u * weight * x["beta"] / batch + u * size * grad_magnitude
+    tolerances.update(
+        loss=float(u * weight * (batch + 1) + u * np.max(size) * y["loss"]),
+        losses=(u * weight + u * size * y["losses"]).tolist(),
+        rewards=(u * x["beta"] * (p + r)).tolist(),
+        grad_z0=float(np.sum(grad)),
+    )
+    if function == "kto_loss_from_token_logps":
+        tolerances["grad_policy_token_logps"] = np.where(mask, grad[:, None], u).tolist()
+    else:
+        tolerances["grad_policy_logps"] = grad.tolist()
+    return tolerances
+
+
+# ------------------------------------------------------------------------------------------
 # Public API
 
 
@@ -177,28 +252,24 @@ def make_vectors() -> dict:
     dict
         ``{"format": "minikto-vectors", "version": 1, "minikto_version": ...,
         "conventions": {...}, "cases": [...]}``; every case is ``{"name", "function",
-        "description", "inputs", "outputs"}`` with plain Python floats, bools and lists
-        (see docs/VECTORS.md).
+        "description", "inputs", "outputs", "tolerances"}`` with plain Python floats, bools
+        and lists (see docs/VECTORS.md); ``tolerances`` has the keys and shapes of
+        ``outputs`` (:func:`compute_tolerances`).
     """
-    from .vectors_cases import cases  # imported here: that module imports this one
-
     return {
         "format": FORMAT,
         "version": VERSION,
-        "minikto_version": _minikto_version(),
+        "minikto_version": __version__,
         "conventions": json.loads(json.dumps(CONVENTIONS)),  # a copy the caller may change
-        "cases": cases(),
+        "cases": [
+            {
+                **case,
+                "outputs": compute_outputs(case["function"], case["inputs"]),
+                "tolerances": compute_tolerances(case["function"], case["inputs"]),
+            }
+            for case in cases()
+        ],
     }
-
-
-def _minikto_version() -> str:
-    try:
-        from .. import __version__  # imported here: the package may import this module
-    except ImportError:  # minikto imported without its __init__ (a broken editable install)
-        from importlib.metadata import version
-
-        return version("minikto")
-    return __version__
 
 
 def write_vectors(path: str | os.PathLike, vectors: dict | None = None) -> Path:
@@ -230,6 +301,3 @@ def write_vectors(path: str | os.PathLike, vectors: dict | None = None) -> Path:
         error.errno = err.errno
         raise error from err
     return path
-
-
-from .vectors_check import check_vectors  # noqa: E402  (it imports this module)

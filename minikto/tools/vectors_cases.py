@@ -1,10 +1,10 @@
 """The cases of the reference vectors file: which inputs, and why each is there.
 
 Each case is built from a few log-ratios (or token log-probabilities) chosen to pin down one
-behaviour a port can get wrong; its outputs are computed by
-:func:`minikto.tools.vectors.compute_outputs`. The inputs are drawn from generators seeded
-with :data:`~minikto.tools.vectors.SEED` and a checksum of the case's name, so adding a
-case never changes another.
+behaviour a port can get wrong. This module holds the inputs only; their outputs are computed
+by :func:`minikto.tools.vectors.compute_outputs` (which imports this module, never the other
+way round). The inputs are drawn from generators seeded with :data:`SEED` and a checksum of
+the case's name, so adding a case never changes another.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .vectors import SEED, compute_outputs
+from ..kto import kl_estimate
 
-__all__ = ["cases"]
+__all__ = ["SEED", "cases"]
+
+#: The seed of every case's inputs (each case mixes in a checksum of its own name).
+SEED = 20240201
 
 
 def _rng(name: str) -> np.random.Generator:
@@ -44,7 +47,6 @@ def _case(name: str, function: str, description: str, inputs: dict) -> dict:
         "function": function,
         "description": description,
         "inputs": inputs,
-        "outputs": compute_outputs(function, inputs),
     }
 
 
@@ -119,8 +121,16 @@ def _dpo(name: str, description: str, chosen: Any, rejected: Any, *, beta: float
     return _case(name, "dpo_loss", description, inputs)
 
 
+def _z0(case: dict) -> float:
+    """The reference point of a kl_estimate case (fed to a kto_loss case as its given z0)."""
+    x = case["inputs"]
+    return float(kl_estimate(np.asarray(x["kl_policy_logps"]),
+                             np.asarray(x["kl_reference_logps"])).z0)
+
+
 def cases() -> list[dict]:
-    """Every case of the vectors file, in order (deterministic)."""
+    """Every case of the vectors file, in order (deterministic): name, function,
+    description and inputs (no outputs)."""
     def normal(name: str, size: int, scale: float, shift: float = 0.0) -> np.ndarray:
         return shift + scale * _rng(name + "/ratios").standard_normal(size)
 
@@ -182,14 +192,14 @@ def cases() -> list[dict]:
             "z0 = 0 taken from case kl_clamped (the estimate was clamped).",
             normal("kto_z0_clamped", 8, 3.0),
             mixed8,
-            z0=kl_clamped["outputs"]["z0"],
+            z0=_z0(kl_clamped),
         ),
         _kto(
             "kto_z0_positive",
             "z0 > 0 taken from case kl_positive.",
             normal("kto_z0_positive", 8, 3.0, shift=1.5),
             mixed8,
-            z0=kl_positive["outputs"]["z0"],
+            z0=_z0(kl_positive),
         ),
         _kto(
             "kto_saturated",

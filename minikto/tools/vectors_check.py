@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..data.files import MAX_SMALL_FILE_BYTES, read_user_bytes
-from .vectors import _ARRAYS, FORMAT, VERSION, compute_outputs
+from .vectors import _ARRAYS, FORMAT, VERSION, compute_outputs, compute_tolerances
 
 __all__ = ["check_vectors"]
 
@@ -42,8 +42,8 @@ _BOOLEANS = {"desirable", "completion_mask"}
 def check_vectors(
     vectors: str | os.PathLike | dict,
     *,
-    rtol: float = 1e-12,
-    atol: float = 1e-15,
+    rtol: float = 0.0,
+    atol: float = 0.0,
     backend: str = "numpy",
 ) -> list[str]:
     """Recompute every case with minikto and list where it disagrees with the file.
@@ -54,8 +54,10 @@ def check_vectors(
         A vectors file (as written by :func:`~minikto.tools.vectors.write_vectors`) or the
         dict itself. A path must name a regular file of at most 64 MiB.
     rtol, atol : float
-        A value passes when ``|computed - stored| <= atol + rtol * |stored|``. The default
-        ``atol`` only absorbs values that underflow towards 0 (saturated gradients).
+        A value passes when ``|computed - stored|`` is within the rounding a correct float64
+        computation may carry at the case's values
+        (:func:`~minikto.tools.vectors.compute_tolerances`, docs/CHECK.md "The tolerance
+        rule"), or within ``atol + rtol * |stored|`` (0 by default).
     backend : str
         The array backend to recompute with ("numpy", "array_api_strict"...).
 
@@ -106,8 +108,10 @@ def check_vectors(
         for key in sorted(set(computed) ^ set(stored)):
             where = "missing from the file" if key in computed else "unknown"
             failures.append(f"{name}: output {key!r} is {where}")
+        bound = compute_tolerances(case["function"], case["inputs"], computed)
         for key in sorted(computed.keys() & stored.keys()):
-            failures += _compare(f"{name}: {key}", stored[key], computed[key], rtol, atol)
+            failures += _compare(f"{name}: {key}", stored[key], computed[key], bound[key],
+                                 rtol, atol)
     return failures
 
 
@@ -215,12 +219,14 @@ def _describe(value: Any) -> str:
     return "an object"
 
 
-def _compare(label: str, stored: Any, computed: Any, rtol: float, atol: float) -> list[str]:
+def _compare(label: str, stored: Any, computed: Any, bound: Any, rtol: float,
+             atol: float) -> list[str]:
     want = np.asarray(stored, dtype=np.float64)
     got = np.asarray(computed, dtype=np.float64)
     if want.shape != got.shape:
         return [f"{label}: stored shape {want.shape}, computed shape {got.shape}"]
-    bad = np.flatnonzero(~(np.abs(got - want) <= atol + rtol * np.abs(want)))
+    allowed = np.maximum(np.asarray(bound, dtype=np.float64), atol + rtol * np.abs(want))
+    bad = np.flatnonzero(~(np.abs(got - want) <= allowed))
     out = []
     for i in bad:
         index = "".join(f"[{k}]" for k in np.unravel_index(i, want.shape)) if want.ndim else ""

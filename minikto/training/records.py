@@ -61,7 +61,7 @@ def run_record(
     Raises ValueError naming a field whose value JSON cannot hold as it is (a NumPy scalar,
     say), before any folder is created.
     """
-    from .. import __version__
+    from .._version import __version__
 
     for name, value in config.items():
         _json_text(value, f"config.{name}", numbers_only=True)
