@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from minikto.family_objective import SELFCHECK_LOSSES
+from minikto.training.family_objective import SELFCHECK_LOSSES
 
 
 def minikto(*args, cwd=None):

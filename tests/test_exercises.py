@@ -138,7 +138,6 @@ def test_nb02_kto_loss_grader_accepts_the_solution(nb02):
     assert exercises.nb02_exercise_3(nb02["my_kto_loss"]).passed
 
 
-@pytest.mark.xfail(strict=False, reason="pending check tolerance fix")
 def test_nb02_kto_loss_grader_accepts_the_one_minus_sigmoid_form():
     def one_minus_sigmoid(
         policy_logps,

@@ -5,7 +5,7 @@ loss types, SimPO, ORPO, BCO) what :class:`~minikto.objective.FlatObjective` is 
 ``obj(theta) -> (loss, grad)`` through the very training step, log-probs (sums or per-token
 means) and backward pass included. :data:`SELFCHECK_LOSSES` lists the losses that
 ``python -m minikto gradcheck`` checks this way, one row each, beside KTO's reference-point
-modes; :func:`selfcheck_objective` builds the random case of a row.
+modes (:func:`family_selfcheck`); :func:`selfcheck_objective` builds the random case of a row.
 
 BCO's ``delta`` (``bco``, ``bco_pair``) is detached by definition: the objective holds it at its
 value at ``x0``, so that finite differences measure exactly what the detached gradient claims.
@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from .policy import SoftmaxPolicy
+from ..gradcheck import SelfcheckCase, gradcheck
+from ..policy import SoftmaxPolicy
 
-__all__ = ["SELFCHECK_LOSSES", "FamilyObjective", "selfcheck_objective"]
+__all__ = ["SELFCHECK_LOSSES", "FamilyObjective", "family_selfcheck", "selfcheck_objective"]
 
 #: The losses of the self-check table beside KTO (every loss minikto trains besides KTO's modes).
 SELFCHECK_LOSSES = (
@@ -70,7 +71,7 @@ class FamilyObjective:
     """
 
     def __init__(self, policy: Any, reference: Any, arrays: dict, config: Any) -> None:
-        from .training.family_step import RewardMean
+        from .family_step import RewardMean
 
         self.policy, self.reference = policy.copy(frozen=False), reference
         self.config, self.arrays = config, arrays
@@ -85,30 +86,21 @@ class FamilyObjective:
         self._delta = _PinnedDelta(running.mean)  # ... held fixed (it is detached)
 
     def _step(self, theta: np.ndarray, running: Any) -> Any:
-        from .training.family_step import FAMILY_LOSSES, family_step
-        from .training.step import paired_step, unpaired_step
+        from .family_step import FAMILY_LOSSES, family_step
+        from .step import paired_step, unpaired_step
 
         self.policy.set_flat(np.asarray(theta, dtype=np.float64))
         a, r, config = self.arrays, self.reference_logps, self.config
         if config.loss in FAMILY_LOSSES:
             return family_step(self.policy, a, r, config, running)
+        tokens = {s: self.policy.token_batch(a["prompts"], a[s]) for s in r}
         if "chosen" in a:
             return paired_step(
-                self.policy,
-                a["prompts"],
-                a["chosen"],
-                a["rejected"],
-                r["chosen"],
-                r["rejected"],
+                self.policy, tokens["chosen"], tokens["rejected"], r["chosen"], r["rejected"],
                 config,
             )
         return unpaired_step(
-            self.policy,
-            self.reference,
-            a["prompts"],
-            a["responses"],
-            a["desirable"],
-            r["responses"],
+            self.policy, self.reference, tokens["responses"], a["desirable"], r["responses"],
             config,
         )
 
@@ -123,7 +115,7 @@ def selfcheck_objective(
     """The random case of one self-check row: a policy moved away from its reference, a batch
     of 6 pairs (or 6 unpaired examples) sampled from the policy, responses of up to T tokens
     ending at token 0, float64."""
-    from .training.config import PAIRED_LOSSES, KTOConfig
+    from .config import PAIRED_LOSSES, KTOConfig
 
     common = dict(backend=backend, dtype="float64", eos_token=0)
     reference = SoftmaxPolicy(5, 3, seed=seed, **common).copy()
@@ -138,3 +130,14 @@ def selfcheck_objective(
         desirable = xp.asarray(np.arange(6) % 2 == 0)
         arrays = {"prompts": prompts, "responses": first, "desirable": desirable}
     return FamilyObjective(policy, reference, arrays, KTOConfig(loss=loss, beta=beta))
+
+
+def family_selfcheck(backend: str = "numpy", *, rtol: float = 0.0) -> list[SelfcheckCase]:
+    """One self-check row per loss of :data:`SELFCHECK_LOSSES` (named in the z0 column), after
+    :func:`minikto.gradcheck.run_selfcheck`'s rows of KTO's reference-point modes."""
+    rows = []
+    for loss in SELFCHECK_LOSSES:
+        obj = selfcheck_objective(loss, backend=backend)
+        report = gradcheck(obj, obj.x0, blocks=obj.blocks, rtol=rtol)
+        rows.append(SelfcheckCase(z0=loss, features="onehot", length=3, report=report))
+    return rows
