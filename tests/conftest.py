@@ -1,7 +1,7 @@
 """Shared fixtures: every numerical test runs on each available array backend.
 
-Also the Hypothesis profiles and the count of generated gradient-check cases (see the end of
-this file).
+Also how the suite runs in parallel, the Hypothesis profiles, the experiments shared by
+several files, and the count of generated gradient-check cases (see the sections below).
 """
 
 from __future__ import annotations
@@ -52,6 +52,60 @@ def assert_close(actual, expected, *, rtol=1e-12, atol=1e-12):
 
 
 # ------------------------------------------------------------------------------------------
+# Parallel runs
+#
+# With pytest-xdist installed (it is in the "test" extra), `python -m pytest` runs on every
+# core (`-n auto`); `-n 0` runs in one process, `-n 4` on four workers, `-p no:xdist` without
+# the plugin. Tests are handed out one by one to whichever worker is free, slowest files
+# first, so that no worker is left with a long test while the other has finished; the files
+# that share an expensive session fixture go to one worker together, so it runs once.
+
+#: files whose tests take seconds each (notebooks, experiments, command-line runs)
+SLOW_FILES = (
+    "test_notebooks.py",
+    "test_experiments.py",
+    "test_figure_style.py",
+    "test_minority.py",
+    "test_train_logs.py",
+    "test_cli.py",
+    "test_resume_data.py",
+    "test_run_folders.py",
+)
+
+#: file -> the group of files run by one worker (they share the ``quick_experiments`` fixture)
+ONE_WORKER = {name: "quick_experiments" for name in
+              ("test_experiments.py", "test_figure_style.py", "test_minority.py")}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config) -> None:
+    options = config.option
+    if not hasattr(options, "numprocesses") or hasattr(config, "workerinput"):
+        return  # xdist not installed (or -p no:xdist), or this is a worker
+    if options.numprocesses is None and not options.collectonly:
+        options.numprocesses = "auto"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    items.sort(key=lambda item: item.path.name not in SLOW_FILES)  # stable: order kept within
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``--dist load`` (the default): each test is its own unit of work, except that
+    the files of one :data:`ONE_WORKER` group form a single unit."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupedLoad(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return ONE_WORKER.get(nodeid.split("::")[0].rsplit("/")[-1], nodeid)
+
+    return GroupedLoad(config, log)
+
+
+# ------------------------------------------------------------------------------------------
 # Hypothesis profiles
 #
 # "ci" (the default): derandomized, so every CI run draws the same examples and a failure
@@ -86,6 +140,25 @@ def examples(n: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# The experiments at their quick size, run once for the files that check them (test_experiments,
+# test_figure_style, test_minority: one group of ONE_WORKER).
+
+
+@pytest.fixture(scope="session")
+def quick_experiments(tmp_path_factory) -> dict:
+    """Every experiment at its quick size: name -> (ExperimentResult, its directory)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from minikto.experiments import EXPERIMENTS, run_experiment
+
+    root = tmp_path_factory.mktemp("experiments")
+    return {
+        name: (run_experiment(name, root / name, quick=True), root / name) for name in EXPERIMENTS
+    }
+
+
+# ------------------------------------------------------------------------------------------
 # Counting generated gradient-check cases: a test calls ``count_case(name)`` once per
 # generated example that passed its check; the totals are printed after the run.
 
@@ -97,6 +170,17 @@ def count_case(name: str) -> None:
     GENERATED_CASES[name] += 1
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """Under xdist, add up the cases each worker counted (sent in its ``workeroutput``)."""
+    GENERATED_CASES.update(getattr(node, "workeroutput", {}).get("generated_cases", {}))
+
+
+def pytest_sessionfinish(session) -> None:
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: report to the controller
+        session.config.workeroutput["generated_cases"] = dict(GENERATED_CASES)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if GENERATED_CASES:
         parts = ", ".join(f"{name} {n}" for name, n in sorted(GENERATED_CASES.items()))
@@ -104,3 +188,4 @@ def pytest_terminal_summary(terminalreporter) -> None:
             f"hypothesis gradient checks ({HYPOTHESIS_PROFILE} profile): "
             f"{sum(GENERATED_CASES.values())} generated cases passed ({parts})"
         )
+
