@@ -108,35 +108,29 @@ def pytest_xdist_make_scheduler(config, log):
 # ------------------------------------------------------------------------------------------
 # Hypothesis profiles
 #
-# "ci" (the default): derandomized, so every CI run draws the same examples and a failure
-# reproduces on any machine; example counts are fixed per test; no deadline (timings on a
-# shared 2-core runner are noise, not a property). "thorough": randomized, with the database,
-# and ten times the examples of every test that sizes its run with ``examples(n)``. Choose it
-# with ``HYPOTHESIS_PROFILE=thorough python -m pytest -q tests/test_properties.py``.
+# All three draw with a fixed seed sequence where derandomized, so a failure reproduces on any
+# machine, and have no deadline (timings on a shared 2-core machine are noise, not a property).
+# "light" (the default): half the examples of each test that sizes its run with ``examples(n)``.
+# "ci" (what .ci/run uses): ``n`` examples. "thorough": randomized, with the database, ten times
+# ``n``. Choose one with ``HYPOTHESIS_PROFILE=thorough python -m pytest -q tests/test_kto.py``.
 
-settings.register_profile(
-    "ci",
-    derandomize=True,
-    database=None,
-    deadline=None,
-    max_examples=50,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "thorough",
-    deadline=None,
-    max_examples=500,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+_COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("light", derandomize=True, database=None, max_examples=25, **_COMMON)
+settings.register_profile("ci", derandomize=True, database=None, max_examples=50, **_COMMON)
+settings.register_profile("thorough", max_examples=500, **_COMMON)
+EXAMPLES_SCALE = {"light": 0.5, "ci": 1, "thorough": 10}
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "light")
+if HYPOTHESIS_PROFILE not in EXAMPLES_SCALE:
+    raise ValueError(
+        f"HYPOTHESIS_PROFILE: expected one of {list(EXAMPLES_SCALE)}; got {HYPOTHESIS_PROFILE!r}"
+    )
 settings.load_profile(HYPOTHESIS_PROFILE)
 
 
 def examples(n: int) -> int:
-    """``n`` examples under the "ci" profile, ten times as many under "thorough"."""
-    return n if HYPOTHESIS_PROFILE == "ci" else 10 * n
+    """The example count of a test sized ``n`` under "ci": n/2 under "light", 10 n under
+    "thorough" (never fewer than 1)."""
+    return max(1, round(n * EXAMPLES_SCALE[HYPOTHESIS_PROFILE]))
 
 
 # ------------------------------------------------------------------------------------------
