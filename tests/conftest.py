@@ -73,8 +73,10 @@ SLOW_FILES = (
 )
 
 #: file -> the group of files run by one worker (they share the ``quick_experiments`` fixture)
-ONE_WORKER = {name: "quick_experiments" for name in
-              ("test_experiments.py", "test_figure_style.py", "test_minority.py")}
+ONE_WORKER = {
+    name: "quick_experiments"
+    for name in ("test_experiments.py", "test_figure_style.py", "test_minority.py")
+}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -108,11 +110,11 @@ def pytest_xdist_make_scheduler(config, log):
 # ------------------------------------------------------------------------------------------
 # Hypothesis profiles
 #
-# All three draw with a fixed seed sequence where derandomized, so a failure reproduces on any
-# machine, and have no deadline (timings on a shared 2-core machine are noise, not a property).
-# "light" (the default): half the examples of each test that sizes its run with ``examples(n)``.
-# "ci" (what .ci/run uses): ``n`` examples. "thorough": randomized, with the database, ten times
-# ``n``. Choose one with ``HYPOTHESIS_PROFILE=thorough python -m pytest -q tests/test_kto.py``.
+# "light" (the default) and "ci" (what .ci/run uses) are derandomized, so every run draws the
+# same examples and a failure reproduces on any machine: "light" half the examples of each test
+# that sizes its run with ``examples(n)``, "ci" ``n``. "thorough" draws at random, keeps the
+# database and draws ten times ``n``. None has a deadline (timings on a shared 2-core machine
+# are noise, not a property). ``HYPOTHESIS_PROFILE=thorough python -m pytest -q tests/test_kto.py``
 
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("light", derandomize=True, database=None, max_examples=25, **_COMMON)
@@ -182,4 +184,3 @@ def pytest_terminal_summary(terminalreporter) -> None:
             f"hypothesis gradient checks ({HYPOTHESIS_PROFILE} profile): "
             f"{sum(GENERATED_CASES.values())} generated cases passed ({parts})"
         )
-
