@@ -5,7 +5,7 @@
 - :func:`wait_for_quiet`: waiting for a quiet machine before a measurement;
 - :func:`matmul_rate`: the plain float32 matrix-product rate of a step's shapes;
 - peak memory: :func:`numpy_tracemalloc_peak`, :func:`rss_peak_in_this_process` (Linux),
-  :func:`gpu_peak`; a fresh Python per measure: :func:`run_child`;
+  :func:`gpu_peak`; a fresh Python per measure: :func:`run_child`, which runs :func:`child`;
 - :func:`machine`: what the numbers were measured on; :func:`fmt_time`, :func:`fmt_bytes`.
 """
 
@@ -201,36 +201,18 @@ def matmul_rate(n: int, d: int, v: int, backend: str, repeats: int) -> dict[str,
     }
 
 
-def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
-    """Fraction of all CPUs busy over ``seconds`` (from ``/proc/stat``; None elsewhere)."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields), idle
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
-
-
 def wait_for_quiet(max_wait_s: float, busy_below: float = 0.15) -> dict[str, Any]:
     """Wait (at most ``max_wait_s``) until other jobs leave the CPUs idle for 3 s in a row.
 
     On a shared machine other jobs take cores in bursts, and a matrix product whose threads
     wait for a busy core can take several times longer. This only waits: it changes nothing.
     """
-    start = time.monotonic()
+    watch, start = OtherJobs(), time.monotonic()
     calm, busy = 0, None
-    while max_wait_s > 0 and time.monotonic() - start < max_wait_s:
-        busy = cpu_busy_fraction(1.0)
-        if busy is None:
-            break
+    while watch.available and time.monotonic() - start < max_wait_s:
+        mark = watch.start()
+        time.sleep(1.0)
+        busy = watch.share(mark)  # this process sleeps: the others' share is all the load
         calm = calm + 1 if busy < busy_below else 0
         if calm >= 3:
             break
@@ -321,13 +303,39 @@ def run_child(script: str, args: list[str], env: dict | None = None) -> dict[str
     cannot then slow the next one down. None (and the error printed) when the child fails.
     """
     out = subprocess.run(
-        [sys.executable, os.path.abspath(script), *args], capture_output=True, text=True,
-        timeout=1800, env=None if env is None else dict(os.environ, **env),
+        [sys.executable, os.path.abspath(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=None if env is None else dict(os.environ, **env),
     )
     if out.returncode != 0:
         print(f"  child {' '.join(args)} failed: {out.stderr.strip()[-500:]}")
         return None
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child(args: Any, size: Any, step_of: Callable[[str], Callable[[], Any]]) -> None:
+    """The fresh process of ``run_child``: print, as JSON, the times of ``args.repeats`` steps
+    of the way ``args.worker`` (with NumPy's tracemalloc peak), its peak RSS
+    (``args.memory_probe``), or the matmul rate of ``size`` (``--worker matmul``)."""
+    way = args.worker or args.memory_probe
+    if way == "matmul":
+        rate = matmul_rate(size.tokens, int(size.features), size.vocab, "numpy", args.repeats)
+        print(json.dumps({"matmul": rate}))
+        return
+    fn = step_of(way)
+    if args.memory_probe:
+        fn()  # warm-up: first-call allocations (BLAS buffers, torch's thread pool) not counted
+        print(json.dumps({"rss_peak_bytes": rss_peak_in_this_process(fn)}))
+        return
+    stats: dict[str, Any] = {}
+    warmup = 1 if size.tokens > 4096 else 5
+    times = time_round_robin({way: fn}, args.repeats, warmup, lambda: None, stats)
+    out: dict[str, Any] = {"times": times[way], "timing": stats}
+    if way != "torch":
+        out["tracemalloc_bytes"] = numpy_tracemalloc_peak(fn)
+    print(json.dumps(out))
 
 
 # ------------------------------------------------------------------------------------------
@@ -348,7 +356,17 @@ def fmt_bytes(n: int | None) -> str:
     return f"{n / 2**10:.0f} KiB" if abs(n) < 2**20 else f"{n / 2**20:.0f} MiB"
 
 
+#: the environment variables that change how NumPy's BLAS runs, recorded with the numbers
+THREAD_VARIABLES = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+)
+
+
 def machine(backend: str) -> dict[str, Any]:
+    """What the numbers were measured on: Python, CPU, NumPy and its BLAS, torch, the GPU."""
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -356,15 +374,7 @@ def machine(backend: str) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "env": {
-            k: os.environ.get(k)
-            for k in (
-                "OPENBLAS_CORETYPE",
-                "OPENBLAS_L2_SIZE",
-                "OPENBLAS_NUM_THREADS",
-                "OMP_NUM_THREADS",
-            )
-        },
+        "env": {k: os.environ.get(k) for k in THREAD_VARIABLES},
     }
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]

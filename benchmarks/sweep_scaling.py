@@ -28,10 +28,10 @@ from bench_step import (  # noqa: E402  (the benchmark is a script folder, not a
     Size,
     TorchStep,
     make_problem,
-    torch_status,
     train_step,
 )
 from harness import synchronizer, time_round_robin  # noqa: E402
+from report import torch_status  # noqa: E402
 
 BASE = Size("medium", 256, 16, 1024, 128, 64)
 SWEEPS = {

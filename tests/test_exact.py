@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cases import policy_shapes
-from conftest import examples
+from conftest import assert_close, examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +21,47 @@ def pair():
     policy = SoftmaxPolicy(5, 2, eos_token=0, seed=1)
     batch = (np.array([0, 1]), np.array([[1, 0], [2, 0]]), np.array([True, False]))
     return policy, SoftmaxPolicy(5, 2, eos_token=0, seed=2).copy(), batch
+
+
+SHAPES = [  # (features, length, eos)
+    ("onehot", 1, None),
+    ("onehot", 3, 0),
+    ("onehot", 2, None),
+    (3, 3, 2),
+    (4, 1, None),
+]
+
+
+@pytest.mark.parametrize("features,length,eos", SHAPES)
+def test_probabilities_of_all_responses_sum_to_one(backend, features, length, eos):
+    policy = SoftmaxPolicy(4, 3, features=features, backend=backend, eos_token=eos, init_std=2.0)
+    space = response_space(4, length, eos)
+    probs = np.exp(to_numpy(response_log_probs(policy, np.arange(3), space)))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_response_space_counts():
+    assert response_space(5, 3).shape == (125, 3)
+    # with an end token: "." + "a." (4) + "ab?" (4 * 4 * 5: the third token may be anything)
+    assert response_space(5, 3, eos_token=0).shape == (1 + 4 + 80, 3)
+
+
+def test_exact_kl_is_zero_for_identical_policies_and_positive_otherwise(backend):
+    policy = SoftmaxPolicy(4, 2, backend=backend, eos_token=1, seed=0)
+    assert_close(exact_kl(policy, policy.copy(), [0, 1], 3), np.zeros(2), atol=1e-15)
+    other = SoftmaxPolicy(4, 2, backend=backend, eos_token=1, seed=1)
+    assert np.all(to_numpy(exact_kl(policy, other, [0, 1], 3)) > 1e-3)
+
+
+@pytest.mark.parametrize("features,length,eos", SHAPES)
+def test_exact_kl_recursion_matches_brute_force_enumeration(backend, features, length, eos):
+    p = SoftmaxPolicy(4, 3, features=features, backend=backend, eos_token=eos, seed=0, init_std=1.5)
+    q = SoftmaxPolicy(4, 3, features=features, backend=backend, eos_token=eos, seed=9, init_std=1.5)
+    space = response_space(4, length, eos)
+    lp = to_numpy(response_log_probs(p, np.arange(3), space))
+    lq = to_numpy(response_log_probs(q, np.arange(3), space))
+    brute = np.sum(np.exp(lp) * (lp - lq), axis=1)
+    assert_close(exact_kl(p, q, np.arange(3), length), brute, rtol=1e-11)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """The experiments of docs/RESULTS.md, run at their reduced ``quick`` size.
 
-Each experiment runs once (module fixture, about 10 s in all); the tests check the files it
-writes and one or more properties of its numbers that would fail if the claim, the design or
-the code broke. Full-size numbers live in docs/RESULTS.md, written by
+Each experiment runs once (the session fixture ``quick_experiments`` of conftest.py, which
+test_figure_style and test_minority share); the tests check the files it writes and one or
+more properties of its numbers that would fail if the claim, the design or the code broke.
+Full-size numbers live in docs/RESULTS.md, written by
 ``minikto experiment all --out results --write-docs``.
 """
 
@@ -50,12 +51,10 @@ COLUMNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    """Every experiment at its quick size: name -> (ExperimentResult, its directory)."""
-    root = tmp_path_factory.mktemp("experiments")
-    return {name: (run_experiment(name, root / name, quick=True), root / name)
-            for name in EXPERIMENTS}
+@pytest.fixture
+def quick(quick_experiments):
+    """Every experiment at its quick size (run once, in conftest.py): name -> (result, dir)."""
+    return quick_experiments
 
 
 def rows_of(quick, name):

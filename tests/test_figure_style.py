@@ -141,15 +141,10 @@ def assert_readable(fig, name: str) -> None:
         assert len(set(looks)) == len(looks), (name, [t.get_text() for t in legend.texts], looks)
 
 
-@pytest.fixture(scope="module")
-def experiment_figures():
-    """Each experiment at its quick size with one seed: name -> its Figure."""
-    from minikto.experiments import EXPERIMENTS
-
-    figures = {name: run(seeds=1, quick=True).figure for name, run in EXPERIMENTS.items()}
-    yield figures
-    for fig in figures.values():
-        plt.close(fig)
+@pytest.fixture
+def experiment_figures(quick_experiments):
+    """Each experiment at its quick size (run once, in conftest.py): name -> its Figure."""
+    return {name: result.figure for name, (result, _) in quick_experiments.items()}
 
 
 def test_every_experiment_has_a_figure_checked_here(experiment_figures):

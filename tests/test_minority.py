@@ -18,9 +18,10 @@ from minikto.experiments import minority  # noqa: E402
 from minikto.tools.plots import legend_points_at_width  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def result():
-    return minority.run(seeds=2, quick=True)
+@pytest.fixture
+def result(quick_experiments):
+    """The experiment at its quick size (run once, in conftest.py)."""
+    return quick_experiments["minority"][0]
 
 
 def test_dpo_optimum_is_the_closed_form_and_zero_on_the_boundary():

@@ -1,4 +1,5 @@
-"""The softmax policy: a normalized response distribution and a hand-derived backward pass."""
+"""The softmax policy: sequence log-probabilities and their hand-derived backward pass,
+sampling, copies, and the errors of its queries (exact probabilities and KL: test_exact)."""
 
 from __future__ import annotations
 
@@ -11,30 +12,7 @@ from hypothesis import strategies as st
 
 from minikto import SoftmaxPolicy, kto_loss
 from minikto.backend import get_namespace, to_numpy
-from minikto.exact import exact_kl, response_log_probs, response_space
-from minikto.gradcheck import gradcheck
-
-SHAPES = [  # (features, length, eos)
-    ("onehot", 1, None),
-    ("onehot", 3, 0),
-    ("onehot", 2, None),
-    (3, 3, 2),
-    (4, 1, None),
-]
-
-
-@pytest.mark.parametrize("features,length,eos", SHAPES)
-def test_probabilities_of_all_responses_sum_to_one(backend, features, length, eos):
-    policy = SoftmaxPolicy(4, 3, features=features, backend=backend, eos_token=eos, init_std=2.0)
-    space = response_space(4, length, eos)
-    probs = np.exp(to_numpy(response_log_probs(policy, np.arange(3), space)))
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
-
-
-def test_response_space_counts():
-    assert response_space(5, 3).shape == (125, 3)
-    # with an end token: "." + "a." (4) + "ab?" (4 * 4 * 5: the third token may be anything)
-    assert response_space(5, 3, eos_token=0).shape == (1 + 4 + 80, 3)
+from minikto.exact import response_log_probs, response_space
 
 
 def test_sequence_log_prob_is_the_sum_of_next_token_log_probs_padding_excluded(backend):
@@ -52,24 +30,21 @@ def test_sequence_log_prob_is_the_sum_of_next_token_log_probs_padding_excluded(b
     np.testing.assert_allclose(logps, expected, rtol=1e-13)
 
 
-@pytest.mark.parametrize("features", ["onehot", 4])
-def test_backward_agrees_with_finite_differences(backend, features):
-    policy = SoftmaxPolicy(5, 3, features=features, backend=backend, eos_token=0, seed=3)
+@settings(max_examples=examples(30))
+@given(case=policy_batches(), data=st.data())
+def test_sequence_logps_backward_agrees_with_finite_differences(case, data):
+    policy, _, prompts, resp, _ = case
     xp = policy.xp
-    prompts = xp.asarray([0, 2, 1, 2])
-    responses = xp.asarray([[1, 2, 0], [0, -1, -1], [4, 4, 4], [3, 0, -1]])
-    weights = xp.asarray([0.3, -1.2, 0.7, 2.0])
+    upstream = xp.asarray(data.draw(vectors(prompts.shape[0], st.floats(-3.0, 3.0))))
     work = policy.copy(frozen=False)
 
-    def fun(theta):
+    def fun(theta):  # f(theta) = sum_b upstream_b * log pi_theta(y_b | x_b)
         work.set_flat(theta)
-        value = float(xp.sum(weights * work.sequence_logps(prompts, responses)))
-        grads = work.sequence_logps_backward(prompts, responses, weights)
-        return value, work.flatten_grads(grads)
+        value = float(xp.sum(upstream * work.sequence_logps(prompts, resp)))
+        return value, work.flatten_grads(work.sequence_logps_backward(prompts, resp, upstream))
 
-    report = gradcheck(fun, policy.get_flat(), blocks=policy.param_slices())
-    assert report.passed, report.table()
-    assert report.max_rel_error <= 1e-6
+    check(fun, policy.get_flat(), policy.param_slices())
+    count_case("sequence_logps_backward")
 
 
 def test_backward_with_the_forward_cache_equals_the_recomputed_backward(backend):
@@ -114,24 +89,6 @@ def test_samples_are_valid_responses_with_the_exact_frequencies():
     # each frequency within 5 standard errors of its exact probability
     se = np.sqrt(probs * (1 - probs) / n)
     assert np.all(np.abs(counts / n - probs) <= 5 * se + 1e-12)
-
-
-def test_exact_kl_is_zero_for_identical_policies_and_positive_otherwise(backend):
-    policy = SoftmaxPolicy(4, 2, backend=backend, eos_token=1, seed=0)
-    assert_close(exact_kl(policy, policy.copy(), [0, 1], 3), np.zeros(2), atol=1e-15)
-    other = SoftmaxPolicy(4, 2, backend=backend, eos_token=1, seed=1)
-    assert np.all(to_numpy(exact_kl(policy, other, [0, 1], 3)) > 1e-3)
-
-
-@pytest.mark.parametrize("features,length,eos", SHAPES)
-def test_exact_kl_recursion_matches_brute_force_enumeration(backend, features, length, eos):
-    p = SoftmaxPolicy(4, 3, features=features, backend=backend, eos_token=eos, seed=0, init_std=1.5)
-    q = SoftmaxPolicy(4, 3, features=features, backend=backend, eos_token=eos, seed=9, init_std=1.5)
-    space = response_space(4, length, eos)
-    lp = to_numpy(response_log_probs(p, np.arange(3), space))
-    lq = to_numpy(response_log_probs(q, np.arange(3), space))
-    brute = np.sum(np.exp(lp) * (lp - lq), axis=1)
-    assert_close(exact_kl(p, q, np.arange(3), length), brute, rtol=1e-11)
 
 
 def test_copy_is_independent_and_flat_vectors_round_trip():
@@ -265,23 +222,6 @@ def test_token_arrays_of_another_backend_are_refused_naming_the_argument():
         policy.sequence_logps(np.array([0, 1]), strict.asarray([[1, 0], [2, 0]]))
     with pytest.raises(TypeError, match="one array library"):
         kto_loss(np.zeros(2), np.zeros(2), np.array([True, False]), strict.asarray(0.5))
-
-
-@settings(max_examples=examples(30))
-@given(case=policy_batches(), data=st.data())
-def test_sequence_logps_backward_agrees_with_finite_differences(case, data):
-    policy, _, prompts, resp, _ = case
-    xp = policy.xp
-    upstream = xp.asarray(data.draw(vectors(prompts.shape[0], st.floats(-3.0, 3.0))))
-    work = policy.copy(frozen=False)
-
-    def fun(theta):  # f(theta) = sum_b upstream_b * log pi_theta(y_b | x_b)
-        work.set_flat(theta)
-        value = float(xp.sum(upstream * work.sequence_logps(prompts, resp)))
-        return value, work.flatten_grads(work.sequence_logps_backward(prompts, resp, upstream))
-
-    check(fun, policy.get_flat(), policy.param_slices())
-    count_case("sequence_logps_backward")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -8,8 +8,6 @@ does) and their single-turn conversational forms, and refuses multi-turn ones.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,11 +19,6 @@ from minikto.data.trl_formats import read_for_training
 from minikto.tools.cli import main
 
 TASK = default_task()
-
-
-def minikto(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "minikto", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
 
 
 def known_words(task):
@@ -184,20 +177,21 @@ def test_read_for_training_refuses_a_paired_flag_that_is_not_a_bool(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# minikto train --data, as a user runs it
+# minikto train --data, through the command's main() (test_cli runs it in a subprocess)
 
 
-def test_train_on_a_paired_file_with_kto_unpairs_it_and_says_so(tmp_path):
+def test_train_on_a_paired_file_with_kto_unpairs_it_and_says_so(tmp_path, capsys):
     data = tmp_path / "pairs.jsonl"
-    assert minikto("data", "--out", str(data), "--paired", "--n", "100").returncode == 0
-    out = minikto("train", "--out", str(tmp_path / "run"), "--data", str(data),
-                  "--max-steps", "5")
-    assert out.returncode == 0, out.stderr
-    assert "unpaired the 100 pairs as TRL's KTOTrainer does" in out.stderr
-    assert "undesirable (200 examples)" in out.stderr
+    assert main(["data", "--out", str(data), "--paired", "--n", "100"]) == 0
+    code = main(["train", "--out", str(tmp_path / "run"), "--data", str(data),
+                 "--max-steps", "5"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "unpaired the 100 pairs as TRL's KTOTrainer does" in err
+    assert "undesirable (200 examples)" in err
 
 
-def test_train_on_a_single_turn_conversational_file_exits_0(tmp_path):
+def test_train_on_a_single_turn_conversational_file_exits_0(tmp_path, capsys):
     rng = np.random.default_rng(0)
     records = []
     for i in range(40):
@@ -206,15 +200,18 @@ def test_train_on_a_single_turn_conversational_file_exits_0(tmp_path):
         records.append({"prompt": user(prompt), "completion": assistant(words),
                         "label": bool(i % 3)})
     data = write_lines(tmp_path / "chat.jsonl", records)
-    out = minikto("train", "--out", str(tmp_path / "run"), "--data", str(data),
-                  "--max-steps", "5")
-    assert out.returncode == 0, out.stderr
-    assert "conversational" in out.stderr
+    code = main(["train", "--out", str(tmp_path / "run"), "--data", str(data),
+                 "--max-steps", "5"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "conversational" in err
 
 
-def test_the_data_flag_help_names_every_format_read():
-    out = minikto("train", "--help")
-    text = " ".join(out.stdout.split())
+def test_the_data_flag_help_names_every_format_read(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
     for words in ("{prompt, completion, label}", "{prompt, chosen, rejected}", "conversational",
                   "multi-turn", "implicit-prompt", "dpo needs pairs"):
         assert words in text, words
