@@ -5,8 +5,10 @@ A save appends the new rows to ``metrics.jsonl`` and ``evals.jsonl`` first, then
 checkpoint, which records how many rows (and bytes) of each log belong to it; so if a save
 fails half-way, the logs may run ahead of the checkpoint but never behind, and a resume
 reads exactly the rows the checkpoint vouches for (each one checked) and rewrites the logs
-to them. A resume also checks every entry of the checkpoint against the run
-(:func:`~minikto.training.checkpoint.check_training_state`) and refuses other data.
+to them: a resume appends, every row and evaluation already logged stays (even under
+another ``eval_every``). A resume also checks every entry of the checkpoint against the run
+(:func:`~minikto.training.checkpoint.check_training_state`) and refuses other data (by
+their digests: the same file under another spelling of its path is the same data).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ..data.atomic import atomic_write
+from ..data.files import read_user_bytes
 from ..exact import ExactEvaluator
 from ..policy import SoftmaxPolicy
 from .checkpoint import CheckpointError, check_training_state, load_checkpoint, save_checkpoint
 from .config import KTOConfig
-from .records import JsonlLog, describe_difference, read_rows
+from .records import JsonlLog, describe_difference, read_rows, same_data
 from .rundir import RunFolder
 
 __all__ = ["AUTO_CHECKPOINT_EVERY", "AUTO_CHECKPOINT_STEPS", "RunState", "check_logs",
@@ -68,7 +71,8 @@ class RunState:
         record = self.record
         if path.exists():  # keep the command that started the run
             try:
-                saved = json.loads((folder.work / "config.json").read_text(encoding="utf-8"))
+                saved = json.loads(read_user_bytes(folder.work / "config.json",
+                                                   name="config.json").decode("utf-8"))
             except (OSError, ValueError):
                 saved = {}
             if isinstance(saved, dict) and "command" in saved:
@@ -89,7 +93,7 @@ class RunState:
                 f"checkpoint {path}: expected the history and evaluations a training run "
                 f"saves; got the keys {sorted(extra)}"
             )
-        if extra["data"] != self.record["data"]:
+        if not same_data(extra["data"], self.record["data"]):
             raise ValueError(
                 f"data: the run in {self.folder.path} was trained on other data "
                 f"({describe_difference(extra['data'], self.record['data'])}); resume it "
@@ -107,10 +111,8 @@ class RunState:
         xp = policy.xp
         policy.params = {k: xp.asarray(v, dtype=policy.dtype) for k, v in state["params"].items()}
         self.optimizer.load_state_dict(state["optimizer_state"], xp, policy.dtype)
-        self.start, self.history = start, history
-        # keep the scheduled evaluations; the saving run's final one is not on the schedule
-        every = config.eval_every
-        self.evals = [e for e in evals if e["step"] == 0 or (every and e["step"] % every == 0)]
+        # resume appends: every evaluation already logged stays, whatever eval_every is now
+        self.start, self.history, self.evals = start, history, evals
 
     def save(self, step: int) -> None:
         """Append the logs, then write the checkpoint that vouches for them."""

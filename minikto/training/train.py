@@ -60,6 +60,7 @@ from ..exact import ExactEvaluator
 from ..policy import SoftmaxPolicy
 from .config import KTOConfig, check_weight_balance
 from .loop import Batches, batch_indices, optimize
+from .memory import check_memory
 from .optim import make_optimizer
 from .records import data_identity, run_record
 from .rundir import RunExistsError, RunFolder, open_folder
@@ -140,8 +141,14 @@ def train(
     TrainResult
     """
     config = _check_inputs(task, data, config)
+    if overwrite and resume:
+        raise ValueError(
+            "overwrite, resume: expected at most one: resume=True (--resume) continues the run "
+            "in out_dir, overwrite=True (--overwrite) replaces it; got both"
+        )
     if resume and out_dir is None:
         raise ValueError("out_dir: resume=True needs the run directory to resume from")
+    check_memory(task, features=config.features, batch_size=config.batch_size)
     identity = data_identity(data, data_source)
     run_record(config.to_dict(), identity, command)  # a value JSON cannot hold fails here
     reference, policy = _starting_policies(task, data, config, reference, policy)
@@ -258,8 +265,17 @@ def _make_reference(task: Any, data: Any, config: KTOConfig) -> SoftmaxPolicy:
     return policy
 
 
+#: What a run writes into its folder (listed in the folder's manifest before it is written).
+RUN_FILES = ("config.json", "metrics.jsonl", "evals.jsonl", "checkpoint.npz", "summary.json")
+
+
 def _open(out_dir: Any, *, overwrite: bool, resume: bool) -> RunFolder:
     folder = open_folder(out_dir, kind="run", overwrite=overwrite, resume=resume)
+    try:
+        folder.claim(RUN_FILES)
+    except BaseException:
+        folder.abandon()
+        raise
     if folder.restarted and resume:  # a stub: nothing to resume, so the run starts over
         print(f"minikto: {folder.path} holds no checkpoint (a run stopped before its first "
               "save); starting it over", file=sys.stderr)
