@@ -17,6 +17,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..backend import to_numpy
 from ..data.atomic import atomic_write
 from ..data.files import read_user_bytes
 from ..exact import ExactEvaluator
@@ -26,8 +29,8 @@ from .config import KTOConfig
 from .records import JsonlLog, describe_difference, read_rows, same_data
 from .rundir import RunFolder
 
-__all__ = ["AUTO_CHECKPOINT_EVERY", "AUTO_CHECKPOINT_STEPS", "RunState", "check_logs",
-           "dtype_name"]
+__all__ = ["AUTO_CHECKPOINT_EVERY", "AUTO_CHECKPOINT_STEPS", "RunState", "check_logit_range",
+           "check_logs", "dtype_name"]
 
 #: With ``checkpoint_every=0``, runs of at least this many steps still checkpoint ...
 AUTO_CHECKPOINT_STEPS = 1000
@@ -63,7 +66,7 @@ class RunState:
         folder = self.folder
         path = None if folder is None else folder.work / "checkpoint.npz"
         if path is not None and path.exists():
-            self._resume(path)
+            self._resume(path, evaluator.task.max_length)
         if not self.evals:
             self.evals.append({"step": 0, **evaluator(self.policy)})
         if folder is None:
@@ -82,7 +85,7 @@ class RunState:
         self.metrics.rewrite(self.history)
         self.evals_log.rewrite(self.evals)
 
-    def _resume(self, path: Path) -> None:
+    def _resume(self, path: Path, length: int) -> None:
         config, policy = self.config, self.policy
         state = load_checkpoint(path, config=config.to_dict())
         layout = {k: (tuple(v.shape), dtype_name(v.dtype)) for k, v in policy.params.items()}
@@ -109,7 +112,9 @@ class RunState:
         evals = read_rows(self.folder.work / "evals.jsonl", extra["evals"], path, "evals")
         check_logs(history, evals, start, path)
         xp = policy.xp
-        policy.params = {k: xp.asarray(v, dtype=policy.dtype) for k, v in state["params"].items()}
+        for k, v in state["params"].items():  # each entry keeps its checked shape and dtype
+            policy.params[k] = xp.asarray(v, dtype=policy.dtype)
+        check_logit_range(policy, length, path)
         self.optimizer.load_state_dict(state["optimizer_state"], xp, policy.dtype)
         # resume appends: every evaluation already logged stays, whatever eval_every is now
         self.start, self.history, self.evals = start, history, evals
@@ -149,4 +154,23 @@ def check_logs(history: list[dict], evals: list[dict], step: int, path: Path) ->
         raise CheckpointError(
             f"checkpoint {path}: entry extra.evals: expected {', '.join(keys)} in every "
             "evaluation"
+        )
+
+
+def check_logit_range(policy: SoftmaxPolicy, length: int, path: Path) -> None:
+    """Refuse parameters whose next-token logits spread so far that a response's
+    log-probability (a sum of ``length`` token log-probabilities, each at least minus the
+    spread) could leave the float range: the losses could not use them."""
+    xp = policy.xp
+    prompts = np.repeat(np.arange(policy.num_prompts), policy.vocab_size + 1)
+    states = np.tile(np.arange(policy.vocab_size + 1), policy.num_prompts)
+    logits = to_numpy(policy.next_token_logits(xp.asarray(prompts), xp.asarray(states)))
+    limit = float(np.finfo(logits.dtype).max) / (4 * length)
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = float(np.max(np.max(logits, axis=1) - np.min(logits, axis=1)))
+    if not np.isfinite(spread) or spread > limit:
+        raise CheckpointError(
+            f"checkpoint {path}: entry param: expected parameters whose next-token logits "
+            f"spread at most {limit:.3g} (a response's log-probability sums {length} of "
+            f"them and must stay finite); got logits spreading {spread:.3g}"
         )
