@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..data.atomic import atomic_write
+from ..data.brief import brief
 from ..data.files import read_user_bytes
 from ..training.rundir import open_folder
 from . import (
@@ -122,7 +123,7 @@ def run_experiment(
         With ``seconds`` set to the wall time of the experiment.
     """
     if name not in EXPERIMENTS:
-        raise ValueError(f"name: expected one of {list(EXPERIMENTS)}; got {name!r}")
+        raise ValueError(f"name: expected one of {list(EXPERIMENTS)}; got {brief(name)}")
     seeds = check_seeds(QUICK_SEEDS if quick else DEFAULT_SEEDS) if seeds is None else seeds
     seeds = check_seeds(seeds)
     if docs_dir is not None and (quick or seeds < 3):

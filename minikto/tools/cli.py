@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from ..data.brief import brief
 from ..training.config import field_names
 from . import flags
 from .flags import z0_value as _z0_value
@@ -114,7 +115,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValueError(
                 f"--features: expected 'onehot' or a positive int width; "
-                f"got {fields['features']!r}"
+                f"got {brief(fields['features'])}"
             ) from None
     config = KTOConfig.from_dict(fields)
     if args.overwrite and args.resume:
@@ -280,11 +281,11 @@ def _load_function(spec: str, flag: str) -> Callable:
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"{flag}: expected MODULE:FUNCTION (or path/to/file.py:FUNCTION); "
-                         f"got {spec!r}")
+                         f"got {brief(spec)}")
     if module_name.endswith(".py"):
         path = Path(module_name)
         if not path.is_file():
-            raise ValueError(f"{flag}: expected an existing .py file; got {module_name!r}")
+            raise ValueError(f"{flag}: expected an existing .py file; got {brief(module_name)}")
         name = f"_minikto_check_{path.stem}"
         loader_spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(loader_spec)
@@ -296,10 +297,10 @@ def _load_function(spec: str, flag: str) -> Callable:
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            raise ValueError(f"{flag}: cannot import {module_name!r} ({err})") from err
+            raise ValueError(f"{flag}: cannot import {brief(module_name)} ({err})") from err
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ValueError(f"{flag}: {module_name!r} has no function {attr!r}")
+        raise ValueError(f"{flag}: {brief(module_name)} has no function {brief(attr)}")
     return fn
 
 

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 from collections.abc import Callable, Iterator
 
+from ..data.brief import brief
 from ..training.config import BACKENDS, TRL_ALIASES, KTOConfig
 
 __all__ = ["build_parser", "function_text", "path_text", "z0_value"]
@@ -48,7 +49,7 @@ def _features_value(text: str) -> str | int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"features: expected 'onehot' or a positive int width; got {text!r}"
+            f"features: expected 'onehot' or a positive int width; got {brief(text)}"
         ) from None
 
 
@@ -56,7 +57,7 @@ def _backend_name(text: str) -> str:
     """A backend flag names one of the known array libraries; nothing else is imported."""
     if text not in BACKENDS:
         raise argparse.ArgumentTypeError(
-            f"backend: expected 'numpy', 'array_api_strict' or 'cupy'; got {text!r}"
+            f"backend: expected 'numpy', 'array_api_strict' or 'cupy'; got {brief(text)}"
         )
     return text
 

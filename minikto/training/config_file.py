@@ -132,7 +132,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"duplicate key {key!r}")
+            raise ValueError(f"duplicate key {brief(key)}")
         out[key] = value
     return out
 
@@ -207,7 +207,7 @@ def _yaml_loader(yaml: Any) -> Any:
                 key = self.construct_object(key_node, deep=deep)
                 if isinstance(key, (str, int, float)) and key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                        None, None, f"duplicate key {brief(key)}", key_node.start_mark
                     )
                 if isinstance(key, (str, int, float)):
                     seen.add(key)
