@@ -16,13 +16,12 @@ number plainly.
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
 from ..data.brief import brief
+from ..data.files import read_user_bytes
 
 __all__ = ["MAX_CONFIG_BYTES", "MAX_CONFIG_VALUES", "read_config_file"]
 
@@ -71,30 +70,10 @@ def read_config_file(path: str | Path, kind: str | None = None) -> dict[str, Any
 
 
 def read_bounded(path: Path, role: str, limit: int) -> bytes:
-    """The bytes of the regular file ``path``, refusing anything else or more than ``limit``.
-
-    The file is opened without blocking, so a FIFO is refused instead of waited on.
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(f"{role} {path}: expected a regular file; got a directory")
-        if not stat.S_ISREG(mode):
-            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-            raise ValueError(f"{role} {path}: expected a regular file; got {kind}")
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    if size > limit:
-        raise ValueError(f"{role} {path}: expected at most {limit} bytes; the file is larger")
-    return b"".join(chunks)
+    """The bytes of the regular file ``path``, refusing anything else or more than ``limit``
+    (through :func:`minikto.data.files.read_user_bytes`, the one check every file minikto
+    reads goes through: a FIFO is refused instead of waited on)."""
+    return read_user_bytes(path, name=f"{role} {path}", max_bytes=limit)
 
 
 def _check_expanded_size(data: Any, path: Path) -> None:
