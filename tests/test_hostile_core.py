@@ -88,3 +88,6 @@ def test_a_trainable_policys_parameter_of_another_shape_or_key_is_refused():
     np.testing.assert_array_equal(policy.get_flat(), before)
     policy.params["bias"] = np.ones(5)  # the right shape and dtype: accepted
     assert policy.get_flat()[-5:].tolist() == [1.0] * 5
+    base = default_task().base_policy()  # the toy's base policy is checked the same way
+    with pytest.raises(ValueError, match=r"params\['bias'\]: expected an array of shape"):
+        base.params["bias"] = np.zeros(1)

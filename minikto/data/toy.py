@@ -301,11 +301,11 @@ class ToyTask:
         policy = SoftmaxPolicy(self.vocab_size, self.num_prompts, features="onehot",
                                backend=backend, dtype=dtype, eos_token=self.eos_token)
         xp = policy.xp
-        policy.params = {
+        policy.params.update({  # entry by entry: each keeps its checked shape and dtype
             "prompt": xp.asarray(np.asarray(self.base_prompt_logits), dtype=policy.dtype),
             "prev": xp.asarray(np.asarray(self.base_prev_logits), dtype=policy.dtype),
             "bias": xp.asarray(np.asarray(self.base_bias), dtype=policy.dtype),
-        }
+        })
         return policy
 
 
