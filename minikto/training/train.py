@@ -27,12 +27,15 @@ The run folder (``out_dir``) receives ``config.json`` (the configuration, the da
 identity, the command line and the versions), ``metrics.jsonl`` (one line per step) and
 ``evals.jsonl`` (appended at each save), ``checkpoint.npz`` (atomic, O(parameters):
 parameters, optimizer state, step, and how many rows of each log belong to it),
-``summary.json``, and the marker and lock described in :mod:`minikto.training.rundir`
-(which also says what ``overwrite`` may replace). ``checkpoint_every=0`` saves only at the
+``summary.json``, and the marker, lock and manifest (the list of every file the run writes
+there) described in :mod:`minikto.training.rundir` (which also says what ``overwrite`` may
+replace: only the manifest's entries). ``checkpoint_every=0`` saves only at the
 end on runs shorter than :data:`AUTO_CHECKPOINT_STEPS` steps, and every
 :data:`AUTO_CHECKPOINT_EVERY` steps on longer ones. ``resume=True`` continues from the
 checkpoint on exactly the trajectory of an uninterrupted run, after checking every entry of
-the checkpoint and that the data are the same.
+the checkpoint and that the data are the same; it appends to the logs, never rewrites them.
+Before anything is allocated, the memory the run needs is estimated
+(:mod:`minikto.training.memory`) and a run no machine of this size holds is refused.
 
 The pieces live beside this module: the loop shared with the SFT that makes a reference in
 :mod:`minikto.training.loop`, the run's files (start, resume, save) in
