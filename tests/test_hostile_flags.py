@@ -184,7 +184,7 @@ def test_write_docs_refuses_a_results_md_that_is_not_utf8_before_running(
     assert not (tmp_path / "results").exists()
 
 
-def test_write_docs_with_overwrite_replaces_the_figure(tmp_path, monkeypatch):
+def test_write_docs_with_overwrite_replaces_the_figure(tmp_path, monkeypatch, capsys):
     from minikto.experiments.common import ExperimentResult
 
     def tiny(seeds, quick):
@@ -206,7 +206,7 @@ def test_write_docs_with_overwrite_replaces_the_figure(tmp_path, monkeypatch):
         warnings.simplefilter("ignore")
         code = main(["experiment", "noise", "--out", str(tmp_path / "results"), "--docs",
                      str(docs), "--write-docs", "--seeds", "3", "--overwrite", "--quiet"])
-    assert code == 0
+    assert code == 0 and capsys.readouterr().out == ""  # --quiet: nothing but errors
     assert (docs / "figures" / "results_noise.png").read_bytes()[:4] == b"\x89PNG"
     assert "experiment noise" in (docs / "RESULTS.md").read_text()
     assert json.loads((tmp_path / "results" / "noise" / "summary.json").read_text())["seeds"] == 3

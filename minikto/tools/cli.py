@@ -230,9 +230,10 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         if not quiet:
             print(line, file=sys.stderr, flush=True)
 
+    say = (lambda *a, **k: None) if quiet else print
     started = time.perf_counter()
     for name in names:
-        print(f"minikto experiment {name}: running ({'quick' if args.quick else 'full size'})",
+        say(f"minikto experiment {name}: running ({'quick' if args.quick else 'full size'})",
               flush=True)
         result = run_experiment(
             name,
@@ -244,16 +245,16 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
             docs_dir=docs,
             progress=progress,
         )
-        print(result.table_md)
-        print(f"\n{result.verdict}\n")
-        print(
+        say(result.table_md)
+        say(f"\n{result.verdict}\n")
+        say(
             f"wrote {out / name}/: runs.csv, table.md, results_{name}.png, section.md, "
             f"summary.json ({result.seeds} seeds, {result.seconds:.1f} s)"
         )
         if docs is not None:
-            print(f"updated {docs / 'RESULTS.md'} and {docs / 'figures'}/results_{name}.png")
+            say(f"updated {docs / 'RESULTS.md'} and {docs / 'figures'}/results_{name}.png")
     if len(names) > 1:
-        print(f"\n{len(names)} experiments in {time.perf_counter() - started:.1f} s")
+        say(f"\n{len(names)} experiments in {time.perf_counter() - started:.1f} s")
     return 0
 
 
