@@ -83,7 +83,8 @@ def atomic_write(
 def _naming(err: OSError, path: Path) -> OSError:
     """The same error, naming the user's path instead of a temporary file."""
     reason = err.strerror or str(err) or type(err).__name__
-    new = type(err)(f"could not write {path}: {reason}")
+    kept = " (the previous version, if any, is unchanged)" if path.exists() else ""
+    new = type(err)(f"could not write {path}: {reason}{kept}")
     new.errno = err.errno
     return new
 
