@@ -147,6 +147,16 @@ def _version() -> str:
             f"Python {platform.python_version()})")
 
 
+#: ``minikto train --data``: what a dataset file may hold.
+_DATA_HELP = (
+    "a JSON Lines dataset in TRL's formats: unpaired {prompt, completion, label} or "
+    "paired {prompt, chosen, rejected} (unpaired into 2N examples for an unpaired loss; "
+    "dpo needs pairs), each also conversational with one user message as the prompt and "
+    "one assistant message per completion; multi-turn conversations and the "
+    "implicit-prompt format are refused"
+)
+
+
 def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> (
     argparse.ArgumentParser
 ):
@@ -187,15 +197,7 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> (
     p.add_argument("--config", type=path_text,
                    help="a JSON or YAML (.yaml, .yml) file of KTOConfig fields; TRL's names for "
                         "them are accepted; at most 1 MiB")
-    p.add_argument(
-        "--data",
-        type=path_text,
-        help="a JSON Lines dataset in TRL's formats: unpaired {prompt, completion, label} or "
-        "paired {prompt, chosen, rejected} (unpaired into 2N examples for an unpaired loss; "
-        "dpo needs pairs), each also conversational with one user message as the prompt and "
-        "one assistant message per completion; multi-turn conversations and the "
-        "implicit-prompt format are refused",
-    )
+    p.add_argument("--data", type=path_text, help=_DATA_HELP)
     p.add_argument("--task", choices=("default", "bandit"), default="default",
                    help="the toy task")
     p.add_argument("--n", type=int, default=2000, help="examples to sample when no --data")

@@ -8,7 +8,8 @@ A folder minikto creates for a run (or an experiment) holds a marker file, ``.mi
   ``.minikto-manifest`` (a JSON list of paths relative to the folder, replaced atomically),
   so the manifest always covers what the folder's runs wrote; only those paths are ever
   deleted, whatever their name or extension (a folder of an older minikto, without a
-  manifest, is read as holding the fixed names that version wrote);
+  manifest, is read as holding the fixed names that version wrote; see
+  :mod:`minikto.training.manifest`);
 - a marked folder is minikto's own: ``resume`` continues it, ``overwrite`` replaces it, and
   a *stub* (marked, but without any finished output: no checkpoint, no summary, no figure
   and no logged step; a run killed or refused before its first save) is simply restarted.
@@ -47,6 +48,14 @@ from typing import Any
 
 from ..data.atomic import atomic_write, remove_stale_temporaries
 from ..data.brief import brief
+from .manifest import (
+    MANIFEST,
+    ManifestError,
+    add_to_manifest,
+    is_temporary_of,
+    owned_dirs,
+    owned_files,
+)
 
 try:  # POSIX; elsewhere the lock is advisory only (a no-op)
     import fcntl
@@ -66,16 +75,6 @@ __all__ = [
 ]
 
 LOCK = ".minikto-lock"
-#: The list of what minikto wrote into a folder (the only files it ever deletes there).
-MANIFEST = ".minikto-manifest"
-#: What a folder of an older minikto (no manifest) holds of minikto's: the fixed names that
-#: version wrote (``{name}``: the experiment folder's own name).
-LEGACY_FILES = {
-    "run": ("config.json", "metrics.jsonl", "evals.jsonl", "summary.json", "checkpoint.npz",
-            "figures/training_curves.png", "figures/policy_before_after.png",
-            "figures/utility_vs_kl.png"),
-    "experiment": ("runs.csv", "table.md", "section.md", "summary.json", "results_{name}.png"),
-}
 #: The files whose presence makes a run folder more than a stub (finished output).
 _FINISHED = ("checkpoint.npz", "summary.json", "figures")
 
@@ -150,20 +149,6 @@ class RunFolder:
             self._lock = None
 
 
-def add_to_manifest(folder: str | os.PathLike[str], names: Iterable[str]) -> None:
-    """Add ``names`` (relative paths such as ``"figures/x.png"``) to ``folder``'s manifest.
-
-    Called before the files are written, so that the manifest always covers them.
-    """
-    folder = Path(folder)
-    names = [_relative(n) for n in names]
-    listed = _read_manifest(folder)
-    known = set(listed or ())
-    if all(n in known for n in names):
-        return
-    _write_manifest(folder, sorted(known | set(names)))
-
-
 def open_folder(
     out_dir: Any, *, kind: str = "run", overwrite: bool = False, resume: bool = False,
     argument: str = "out_dir", dry_run: bool = False,
@@ -217,7 +202,7 @@ def open_folder(
         )
     lock = _lock(path, argument)
     try:
-        own = _owned(path, kind)
+        own = owned_files(path, kind)
         _refuse_special(path, own, argument)
         if not dry_run:
             _remove_temporaries(path, own)
@@ -338,72 +323,10 @@ def _write_marker(path: Path, kind: str) -> None:
         f.write("\n")
 
 
-# ------------------------------------------------------------------------------------------
-# The manifest: what minikto wrote, the only files it deletes
-
-
-def _relative(name: str) -> str:
-    """A manifest entry: a relative path inside the folder, without ``..``."""
-    rel = PurePosixPath(name)
-    if rel.is_absolute() or not rel.parts or any(p in ("", ".", "..") for p in rel.parts):
-        raise ValueError(f"names: expected paths inside the folder; got {brief(name)}")
-    return rel.as_posix()
-
-
-def _read_manifest(folder: Path) -> list[str] | None:
-    """The manifest's entries, or None when the folder has no (readable) manifest."""
-    from ..data.files import read_user_bytes
-
-    try:
-        data = json.loads(read_user_bytes(folder / MANIFEST, name="manifest",
-                                          max_bytes=1 << 20).decode("utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        raise RunExistsError(
-            f"{folder / MANIFEST}: expected minikto's list of the files it wrote; it cannot be "
-            f"read ({brief(str(err))}), so nothing in {folder} is replaced or deleted"
-        ) from None
-    files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise RunExistsError(
-            f"{folder / MANIFEST}: expected minikto's list of the files it wrote; got "
-            f"{brief(data)}, so nothing in {folder} is replaced or deleted"
-        )
-    return [_relative(f) for f in files]
-
-
-def _write_manifest(folder: Path, names: list[str]) -> None:
-    with atomic_write(folder / MANIFEST, "w", encoding="utf-8") as f:
-        json.dump({"format": "minikto-manifest", "version": 1, "files": names}, f, indent=1)
-        f.write("\n")
-
-
-def _owned(path: Path, kind: str) -> set[str]:
-    """The files of ``path`` that minikto wrote: its manifest (or, in a folder of an older
-    minikto, the fixed names that version wrote)."""
-    listed = _read_manifest(path)
-    if listed is not None:
-        return set(listed)
-    return {n.format(name=path.name) for n in LEGACY_FILES[kind]}
-
-
-def _own_dirs(own: set[str]) -> set[str]:
-    return {PurePosixPath(n).parents[i].as_posix() for n in own
-            for i in range(len(PurePosixPath(n).parents) - 1)}
-
-
-def _temporary_of(rel: str, own: set[str]) -> bool:
-    """Is ``rel`` the temporary file of an atomic write of an owned file?"""
-    p = PurePosixPath(rel)
-    m = re.fullmatch(r"\.(.+)\.[0-9a-f]{12}\.tmp", p.name)
-    return m is not None and (p.parent / m.group(1)).as_posix().removeprefix("./") in own
-
-
 def _foreign(path: Path, kind: str, own: set[str]) -> list[str]:
     """What ``path`` holds that minikto did not write (inside sub-folders too), by path."""
     always = {marker_name(kind), LOCK, MANIFEST}
-    dirs = _own_dirs(own)
+    dirs = owned_dirs(own)
     found = []
 
     def walk(folder: Path, prefix: str) -> None:
@@ -417,7 +340,7 @@ def _foreign(path: Path, kind: str, own: set[str]) -> list[str]:
                 walk(entry, rel + "/")
                 if rel not in dirs and len(found) == before:  # an empty folder of the user's
                     found.append(rel + "/")
-            elif not (rel in own or (not prefix and rel in always) or _temporary_of(rel, own)):
+            elif not (rel in own or (not prefix and rel in always) or is_temporary_of(rel, own)):
                 found.append(rel)
 
     walk(path, "")
@@ -469,7 +392,7 @@ def _remove_abandoned_replacements(path: Path, kind: str) -> None:
     for entry in path.parent.iterdir():
         if (pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink()
                 and (entry / marker_name(kind)).is_file()):
-            with contextlib.suppress(OSError, RunExistsError):
+            with contextlib.suppress(OSError, ManifestError):
                 _remove_folder(entry, kind)
 
 
@@ -482,7 +405,7 @@ def _remove_own(path: Path, own: set[str]) -> None:
         if target.is_symlink() or target.is_file():
             with contextlib.suppress(FileNotFoundError):
                 target.unlink()
-    for rel in sorted(_own_dirs(own), key=lambda d: -d.count("/")):
+    for rel in sorted(owned_dirs(own), key=lambda d: -d.count("/")):
         with contextlib.suppress(OSError):  # left in place if it holds another's file
             (path / rel).rmdir()
     with contextlib.suppress(FileNotFoundError):
@@ -492,7 +415,7 @@ def _remove_own(path: Path, own: set[str]) -> None:
 def _remove_folder(path: Path, kind: str) -> list[str]:
     """Remove a folder of minikto's that is no longer wanted, file by file; return what it
     still holds that minikto did not write (the folder is then kept)."""
-    _remove_own(path, _owned(path, kind))
+    _remove_own(path, owned_files(path, kind))
     for name in (marker_name(kind), LOCK):
         with contextlib.suppress(FileNotFoundError):
             (path / name).unlink()
