@@ -97,6 +97,19 @@ def test_overwrite_keeps_a_users_png_in_an_experiment_folder(tmp_path):
     assert sorted(p.name for p in (tmp_path / "imbalance").iterdir()) == [".minikto-experiment"]
 
 
+def test_a_resumed_api_run_never_writes_its_figures_over_a_users_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    config = KTOConfig(max_steps=2, batch_size=16)
+    same = sample_unpaired(TASK, 100, seed=0)  # what the command line samples for --n 100
+    train(TASK, same, config, out_dir=run, data_source={"task": "default", "n": 100, "seed": 0})
+    (run / "figures").mkdir()
+    (run / "figures" / "training_curves.png").write_bytes(b"mine")
+    code = main(["train", "--out", str(run), "--n", "100", "--max-steps", "3", "--batch-size",
+                 "16", "--resume", "--quiet"])
+    assert code == 2 and "figures/training_curves.png" in capsys.readouterr().err
+    assert (run / "figures" / "training_curves.png").read_bytes() == b"mine"
+
+
 # ------------------------------------------------------------------------------------------
 # 2. A folder with finished output is never replaced without --overwrite
 

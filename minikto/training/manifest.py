@@ -41,17 +41,30 @@ class ManifestError(ValueError):
     """A manifest that cannot be read: nothing in its folder is replaced or deleted."""
 
 
-def add_to_manifest(folder: str | os.PathLike[str], names: Iterable[str]) -> None:
+def add_to_manifest(
+    folder: str | os.PathLike[str], names: Iterable[str], kind: str = "run"
+) -> None:
     """Add ``names`` (relative paths such as ``"figures/x.png"``) to ``folder``'s manifest.
 
-    Called before the files are written, so that the manifest always covers them.
+    Called before the files are written, so that the manifest always covers them. A name
+    already taken by a file minikto did not write is refused (``FileExistsError``): writing
+    it would replace the user's file.
     """
     folder = Path(folder)
     names = [relative(n) for n in names]
     listed = read_manifest(folder)
-    known = set(listed or ())
-    if all(n in known for n in names):
+    if listed is None:  # a new folder, or one of an older minikto: what that version wrote
+        listed = [n for n in owned_files(folder, kind) if (folder / n).exists()]
+    known = set(listed)
+    new = [n for n in names if n not in known]
+    if not new and (folder / MANIFEST).exists():
         return
+    taken = [n for n in new if (folder / n).exists() or (folder / n).is_symlink()]
+    if taken:
+        raise FileExistsError(
+            f"{folder}: minikto would write {', '.join(brief(n, 80) for n in taken[:5])}, but "
+            "a file minikto did not write is there; move it away first"
+        )
     write_manifest(folder, sorted(known | set(names)))
 
 

@@ -110,7 +110,7 @@ class RunFolder:
 
     def claim(self, names: Iterable[str]) -> None:
         """List ``names`` (paths relative to the folder) in the manifest before writing them."""
-        add_to_manifest(self.work, names)
+        add_to_manifest(self.work, names, self.kind)
 
     def finish(self) -> Path:
         """Swap a run built aside into place (the old one is removed last); release the lock."""
