@@ -219,8 +219,22 @@ def logsumexp(x: Any, axis: int = -1, keepdims: bool = False) -> Any:
 
 
 def log_softmax(x: Any, axis: int = -1) -> Any:
-    """``x - logsumexp(x)`` along ``axis``: log-probabilities of a categorical with logits x."""
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    """``(x - m) - log(sum(exp(x - m)))`` along ``axis``, ``m = max(x)``: log-probabilities of
+    a categorical with logits x, exact for any finite logits.
+
+    The shift comes first, not as ``x - logsumexp(x)``: from logits of about 1e16 on,
+    ``m + log(sum)`` rounds back to ``m`` and the log-probabilities lose their normalisation
+    (``[1e16, 1e16, 0]`` would give probabilities summing to 2). A logit more than the
+    largest float below the maximum has a log-probability below ``-finfo.max``, which rounds
+    to ``-inf`` (its probability, 0, is exact); it is set so without computing ``x - m``,
+    which would overflow (and warn).
+    """
+    xp = array_namespace(x)
+    m = xp.max(x, axis=axis, keepdims=True)
+    floor = xp.maximum(m, xp.zeros_like(m)) - xp.finfo(x.dtype).max  # in [-max, 0]: no overflow
+    shifted = xp.maximum(x, floor) - m  # >= -max: no overflow
+    shifted = xp.where(x < floor, xp.full_like(shifted, -xp.inf), shifted)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
 def softmax(x: Any, axis: int = -1) -> Any:

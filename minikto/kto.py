@@ -110,6 +110,8 @@ def kto_loss(
     dtype = policy_logps.dtype
     beta, w_d, w_u = _checks.loss_weights(beta, desirable_weight, undesirable_weight, dtype)
     z0 = _checks.zero_point(z0, xp, dtype)
+    logratios = _difference(policy_logps, reference_logps, ("policy_logps", "reference_logps"))
+    _difference(logratios, z0, ("policy_logps - reference_logps", "z0"))
     return checked_kto_loss(policy_logps, reference_logps, desirable, z0, beta, w_d, w_u)
 
 
@@ -188,7 +190,9 @@ def kl_estimate(kl_policy_logps: Any, kl_reference_logps: Any) -> KLEstimate:
     gradient is used only by the ``"batch-grad"`` mode.
     """
     logps = {"kl_policy_logps": kl_policy_logps, "kl_reference_logps": kl_reference_logps}
-    _checks.float_vectors("kl_policy_logps", logps, array_namespace(**logps))
+    batch = _checks.float_vectors("kl_policy_logps", logps, array_namespace(**logps))
+    names = ("kl_policy_logps", "kl_reference_logps")
+    _difference(kl_policy_logps, kl_reference_logps, names, shares=batch)  # a finite mean
     return checked_kl_estimate(kl_policy_logps, kl_reference_logps)
 
 
@@ -202,6 +206,26 @@ def checked_kl_estimate(kl_policy_logps: Any, kl_reference_logps: Any) -> KLEsti
     passes = xp.astype(mean >= zero, kl_policy_logps.dtype)
     grad = xp.ones_like(kl_policy_logps) * (passes / batch)
     return KLEstimate(z0=z0, grad_kl_policy_logps=grad)
+
+
+def _difference(first: Any, second: Any, names: tuple[str, str], *, shares: int = 1) -> Any:
+    """``first - second``, refused (naming both) where it would overflow the dtype: the
+    halves' difference, which cannot overflow, must stay below ``max / (2 * shares)`` (with
+    ``shares = B``, a mean of B such differences cannot overflow either)."""
+    xp = array_namespace(first)
+    limit = xp.finfo(first.dtype).max / (2 * shares)
+    half = xp.abs(first / 2 - second / 2)
+    if bool(xp.any(half > limit)):
+        i = int(xp.argmax(xp.reshape(half, (-1,))))
+        a = first if first.ndim == 0 else first[i]
+        b = second if getattr(second, "ndim", 0) == 0 else second[i]
+        where = "" if half.ndim == 0 else f" at index {i}"
+        raise ValueError(
+            f"{names[0]}, {names[1]}: expected values whose difference fits in "
+            f"{str(first.dtype).rsplit('.', 1)[-1]} (|difference| <= {2 * limit:.3g}); got "
+            f"{float(a):.3g} and {float(b):.3g}{where}"
+        )
+    return first - second
 
 
 def mismatched_indices(batch_size: int, xp: Any = None) -> Any:

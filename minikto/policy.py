@@ -113,7 +113,7 @@ class SoftmaxPolicy:
         self.features = make_features(features, self.vocab_size, self.num_prompts, init_std, rng)
         init = self.features.init_params(rng)
         init["bias"] = np.zeros(self.vocab_size)
-        self.params = {k: self.xp.asarray(v, dtype=self.dtype) for k, v in init.items()}
+        self._set_params({k: self.xp.asarray(v, dtype=self.dtype) for k, v in init.items()})
 
     # --------------------------------------------------------------------------------------
     # Description
@@ -453,7 +453,7 @@ class SoftmaxPolicy:
     def _set_params(self, params: dict[str, Any]) -> None:
         """Install ``params``; a frozen policy gets them read-only (see :meth:`copy`)."""
         if not self.frozen:
-            self.params = params
+            self.params = TrainableParams(params)
             return
         for value in params.values():
             if isinstance(value, np.ndarray):  # other backends have no read-only flag
@@ -555,6 +555,40 @@ class _Cache(NamedTuple):
         """True when called with the same array objects as the forward pass (so the backward
         pass need not check them again)."""
         return bool(self.source) and prompts is self.source[0] and responses is self.source[1]
+
+
+class TrainableParams(dict):
+    """The parameters of a trainable policy: a dict whose entries keep their shape and dtype.
+
+    Assigning an array of another shape (``params["bias"] = np.zeros(1)``, which would be
+    broadcast silently) or dtype, or a new key, is a ``ValueError`` naming the entry.
+    """
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self:
+            raise ValueError(
+                f"params[{key!r}]: expected one of the policy's parameters {sorted(self)}"
+            )
+        old = dict.__getitem__(self, key)
+        shape, dtype = tuple(getattr(value, "shape", ())), getattr(value, "dtype", None)
+        if shape != tuple(old.shape) or dtype != old.dtype:
+            raise ValueError(
+                f"params[{key!r}]: expected an array of shape {tuple(old.shape)} and dtype "
+                f"{old.dtype}; got shape {shape} and dtype {dtype or type(value).__name__}"
+            )
+        dict.__setitem__(self, key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default  # refused: a new key
+        return self[key]
+
+    def __reduce__(self) -> tuple:  # pickle and deepcopy rebuild it whole, not item by item
+        return (TrainableParams, (dict(self),))
 
 
 class FrozenParams(dict):

@@ -211,7 +211,8 @@ def test_a_fifo_as_config_exits_2_instead_of_hanging(tmp_path):
         out = minikto_cli("train", "--out", "r", "--config", "c.json", cwd=tmp_path)
     except subprocess.TimeoutExpired:  # the old reader waited for a writer forever
         pytest.fail("a FIFO as --config hung")
-    assert out.returncode == 2 and "c.json: expected a regular file; got a FIFO" in out.stderr
+    assert out.returncode == 2
+    assert "c.json: expected a regular file; got c.json, which is a FIFO" in out.stderr
 
 
 # ------------------------------------------------------------------------------------------

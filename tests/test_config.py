@@ -216,7 +216,7 @@ def test_yaml_without_pyyaml_says_what_to_install(tmp_path, monkeypatch):
 def test_a_config_file_over_the_size_bound_is_refused(tmp_path):
     path = tmp_path / "config.json"
     path.write_bytes(b"{}" + b" " * (MAX_CONFIG_BYTES - 1))
-    with pytest.raises(ValueError, match=f"expected at most {MAX_CONFIG_BYTES} bytes"):
+    with pytest.raises(ValueError, match=f"expected a file of at most {MAX_CONFIG_BYTES} bytes"):
         KTOConfig.from_file(path)
     path.write_bytes(b"{}" + b" " * (MAX_CONFIG_BYTES - 2))
     assert KTOConfig.from_file(path) == KTOConfig()
@@ -241,16 +241,17 @@ def test_a_fifo_as_config_is_refused_without_waiting_for_a_writer(tmp_path):
         with open(fifo, "w"):
             pass
         pytest.fail("reading a FIFO as a config file blocked")
-    assert outcome == [f"config file {fifo}: expected a regular file; got a FIFO"]
+    assert outcome == [f"config file {fifo}: expected a regular file; got {fifo}, which is a "
+                       "FIFO (named pipe)"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
 def test_dev_zero_as_config_is_refused_before_reading_it():
-    with pytest.raises(ValueError, match="config file /dev/zero: expected a regular file; got a "
-                                         "device or socket"):
+    with pytest.raises(ValueError, match="config file /dev/zero: expected a regular file; got "
+                                         "/dev/zero, which is a character device"):
         KTOConfig.from_file("/dev/zero")
 
 
 def test_a_directory_is_an_is_a_directory_error_naming_it(tmp_path):
-    with pytest.raises(IsADirectoryError, match=f"config file {tmp_path}: expected a regular"):
+    with pytest.raises(IsADirectoryError, match=f"config file {tmp_path}: expected a file; got "):
         KTOConfig.from_file(tmp_path)

@@ -3,6 +3,7 @@ with an error naming it."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -117,15 +118,29 @@ def test_a_failed_swap_puts_the_old_run_back(data, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
-def test_a_stub_with_figures_is_cleared_before_the_rerun(data, tmp_path):
+def test_a_stub_is_cleared_before_the_rerun_but_a_folder_with_figures_is_not_a_stub(
+    data, tmp_path
+):
     run = tmp_path / "run"
     folder = rundir.open_folder(run)
-    (run / "figures").mkdir()
-    (run / "figures" / "old.png").write_bytes(b"x")
+    folder.claim(["config.json", "metrics.jsonl", "evals.jsonl"])
     (run / "config.json").write_text("{}")
+    (run / "metrics.jsonl").write_text("")
+    (run / "evals.jsonl").write_text("{}\n")
     folder.abandon()
     train(TASK, data, CONFIG, out_dir=run)
-    assert not (run / "figures").exists() and (run / "checkpoint.npz").exists()
+    assert (run / "checkpoint.npz").exists()
+    assert json.loads((run / "config.json").read_text())["data"]["examples"] == len(data)
+
+    other = tmp_path / "other"
+    folder = rundir.open_folder(other)
+    folder.claim(["figures/old.png"])
+    (other / "figures").mkdir()
+    (other / "figures" / "old.png").write_bytes(b"x")
+    folder.abandon()
+    with pytest.raises(rundir.RunExistsError, match="already holds a run"):
+        train(TASK, data, CONFIG, out_dir=other)
+    assert (other / "figures" / "old.png").read_bytes() == b"x"
 
 
 def test_an_experiment_folder_dry_run_creates_nothing(tmp_path):

@@ -124,6 +124,7 @@ def test_ctrl_c_says_the_run_was_interrupted_and_how_to_resume(tmp_path, monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
+    assert main(["train", "--out", str(tmp_path / "run"), "--max-steps", "2", "--quiet"]) == 0
     monkeypatch.setattr(module, "train", interrupted)
     code = main(["train", "--out", str(tmp_path / "run"), "--max-steps", "5"])
     err = capsys.readouterr().err
@@ -189,6 +190,7 @@ def test_ctrl_c_while_replacing_a_run_says_the_old_run_is_kept(tmp_path, monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
+    assert main(["train", "--out", str(tmp_path / "run"), "--max-steps", "2", "--quiet"]) == 0
     monkeypatch.setattr(module, "train", interrupted)
     code = main(["train", "--out", str(tmp_path / "run"), "--overwrite"])
     err = capsys.readouterr().err

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .brief import brief
+
 __all__ = ["atomic_write", "remove_stale_temporaries"]
 
 
@@ -48,7 +50,7 @@ def atomic_write(
         Naming ``path`` (a full disk, a read-only directory, ...); the old file is kept.
     """
     if mode not in ("w", "wb"):
-        raise ValueError(f"mode: expected 'w' or 'wb'; got {mode!r}")
+        raise ValueError(f"mode: expected 'w' or 'wb'; got {brief(mode)}")
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"path: expected a file name; got the directory {path}")
@@ -81,7 +83,8 @@ def atomic_write(
 def _naming(err: OSError, path: Path) -> OSError:
     """The same error, naming the user's path instead of a temporary file."""
     reason = err.strerror or str(err) or type(err).__name__
-    new = type(err)(f"could not write {path}: {reason}")
+    kept = " (the previous version, if any, is unchanged)" if path.exists() else ""
+    new = type(err)(f"could not write {path}: {reason}{kept}")
     new.errno = err.errno
     return new
 

@@ -57,6 +57,7 @@ import numpy as np
 from .. import _checks
 from ..backend import to_numpy
 from ..policy import SoftmaxPolicy
+from .brief import brief
 from .responses import check_responses
 from .toy import ToyTask
 
@@ -220,13 +221,13 @@ def sample_unpaired(
     """
     n = _count(n)
     if rule not in ("threshold", "bernoulli"):
-        raise ValueError(f"rule: expected 'threshold' or 'bernoulli'; got {rule!r}")
+        raise ValueError(f"rule: expected 'threshold' or 'bernoulli'; got {brief(rule)}")
     threshold = _number(threshold, "threshold")
     temperature = _number(temperature, "temperature", low=0.0, low_open=True)
     label_noise = _number(label_noise, "label_noise", low=0.0, high=1.0)
     desirable_fraction = _number(desirable_fraction, "desirable_fraction", low=0.0, high=1.0)
     if not isinstance(one_per_prompt, (bool, np.bool_)):
-        raise TypeError(f"one_per_prompt: expected a bool; got {one_per_prompt!r}")
+        raise TypeError(f"one_per_prompt: expected a bool; got {brief(one_per_prompt)}")
     policy = _sampling_policy(task, policy)
     rng = _rngs(seed)
 
@@ -289,7 +290,7 @@ def sample_paired(
     n = _count(n)
     label_noise = _number(label_noise, "label_noise", low=0.0, high=1.0)
     if isinstance(max_resamples, bool) or not isinstance(max_resamples, (int, np.integer)):
-        raise TypeError(f"max_resamples: expected an int >= 0; got {max_resamples!r}")
+        raise TypeError(f"max_resamples: expected an int >= 0; got {brief(max_resamples)}")
     if max_resamples < 0:
         raise ValueError(f"max_resamples: expected an int >= 0; got {max_resamples}")
     policy = _sampling_policy(task, policy)
@@ -347,7 +348,7 @@ def _sampling_policy(task: ToyTask, policy: SoftmaxPolicy | None) -> SoftmaxPoli
 def _rngs(seed: int) -> dict[str, np.random.Generator]:
     """Independent generators, one per kind of random choice, all from ``seed``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed: expected an int >= 0; got {seed!r}")
+        raise TypeError(f"seed: expected an int >= 0; got {brief(seed)}")
     if seed < 0:
         raise ValueError(f"seed: expected an int >= 0; got {seed}")
     children = np.random.SeedSequence(int(seed)).spawn(len(_STREAMS))
@@ -367,7 +368,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _count(n: Any) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"n: expected a positive int; got {n!r}")
+        raise TypeError(f"n: expected a positive int; got {brief(n)}")
     if n < 1:
         raise ValueError(f"n: expected a positive int; got {n}")
     return int(n)
@@ -376,7 +377,7 @@ def _count(n: Any) -> int:
 def _number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
             low_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a real number; got {value!r}")
+        raise TypeError(f"{name}: expected a real number; got {brief(value)}")
     out = float(value)
     bad_low = low is not None and (out <= low if low_open else out < low)
     if not np.isfinite(out) or bad_low or (high is not None and out > high):

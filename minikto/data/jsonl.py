@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write
+from .brief import brief
 from .feedback import PairedDataset, UnpairedDataset
 from .files import MAX_DATA_BYTES, open_user_file
 from .responses import check_responses
@@ -261,7 +262,7 @@ def _parse(path: str | os.PathLike[str], number: int, text: str, complete: bool)
     try:
         value = json.loads(text, object_pairs_hook=_object_without_duplicates)
     except _DuplicateKey as err:
-        raise DatasetFormatError(path, number, f"duplicate key {err.args[0]!r}") from None
+        raise DatasetFormatError(path, number, f"duplicate key {brief(err.args[0])}") from None
     except json.JSONDecodeError as err:
         stripped = len(text.rstrip())
         if err.pos >= stripped or err.msg.startswith("Unterminated string"):

@@ -56,6 +56,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..policy import SoftmaxPolicy
+from .brief import brief
 from .responses import _describe, check_responses
 
 __all__ = ["ToyTask", "bandit_task", "default_task"]
@@ -88,11 +89,11 @@ class ToyTask:
         v, p = len(self.vocab), len(self.prompts)
         if v == 0 or len(set(self.vocab)) != v or any(not _is_word(w) for w in self.vocab):
             raise ValueError(
-                f"vocab: expected distinct non-empty words without spaces; got {self.vocab!r}"
+                f"vocab: expected distinct non-empty words without spaces; got {brief(self.vocab)}"
             )
         if (p == 0 or len(set(self.prompts)) != p
                 or not all(isinstance(x, str) and x for x in self.prompts)):
-            raise ValueError(f"prompts: expected distinct prompt texts; got {self.prompts!r}")
+            raise ValueError(f"prompts: expected distinct prompt texts; got {brief(self.prompts)}")
         if self.eos_token is not None and (
             isinstance(self.eos_token, bool)
             or not isinstance(self.eos_token, (int, np.integer))
@@ -100,7 +101,7 @@ class ToyTask:
         ):
             raise ValueError(f"eos_token: expected an id in [0, {v}) or None; got {self.eos_token}")
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int):
-            raise TypeError(f"max_length: expected a positive int; got {self.max_length!r}")
+            raise TypeError(f"max_length: expected a positive int; got {brief(self.max_length)}")
         if self.max_length < 1:
             raise ValueError(f"max_length: expected a positive int; got {self.max_length}")
         for name, shape in (("scores", (p, v)), ("base_prompt_logits", (p, v)),
@@ -115,7 +116,7 @@ class ToyTask:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                 np.isfinite(value) and value >= 0
             ):
-                raise ValueError(f"{name}: expected a finite number >= 0; got {value!r}")
+                raise ValueError(f"{name}: expected a finite number >= 0; got {brief(value)}")
 
     # --------------------------------------------------------------------------------------
     # Sizes and tables
@@ -166,7 +167,7 @@ class ToyTask:
         """The words of ``ids`` joined by spaces; decoding stops at the first ``-1`` (padding)."""
         ids = np.asarray(to_numpy(ids))
         if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
-            raise ValueError(f"ids: expected a 1-d sequence of token ids; got {ids!r}")
+            raise ValueError(f"ids: expected a 1-d sequence of token ids; got {brief(ids)}")
         words = []
         for token in ids.tolist():
             if token == -1:
@@ -213,7 +214,7 @@ class ToyTask:
         if not isinstance(text, str):
             raise TypeError(f"prompt: expected a str; got {type(text).__name__}")
         if text not in self.prompts:
-            raise ValueError(f"prompt: expected one of {list(self.prompts)!r}; got {text!r}")
+            raise ValueError(f"prompt: expected one of {list(self.prompts)!r}; got {brief(text)}")
         return self.prompts.index(text)
 
     # --------------------------------------------------------------------------------------
@@ -294,17 +295,17 @@ class ToyTask:
         if not (isinstance(features, str) and features == "onehot"):
             raise NotImplementedError(
                 f"features: the toy's base policy is a table of logits and needs "
-                f"features='onehot'; got {features!r}. Start a dense policy from its own "
+                f"features='onehot'; got {brief(features)}. Start a dense policy from its own "
                 "initialisation, or sample data from the onehot base."
             )
         policy = SoftmaxPolicy(self.vocab_size, self.num_prompts, features="onehot",
                                backend=backend, dtype=dtype, eos_token=self.eos_token)
         xp = policy.xp
-        policy.params = {
+        policy.params.update({  # entry by entry: each keeps its checked shape and dtype
             "prompt": xp.asarray(np.asarray(self.base_prompt_logits), dtype=policy.dtype),
             "prev": xp.asarray(np.asarray(self.base_prev_logits), dtype=policy.dtype),
             "bias": xp.asarray(np.asarray(self.base_bias), dtype=policy.dtype),
-        }
+        })
         return policy
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from .brief import brief
 from .feedback import PairedDataset, UnpairedDataset, unpair
 from .jsonl import (
     _PAIRED_KEYS,
@@ -72,7 +73,7 @@ def read_for_training(
     """
     _check_task(task)
     if not isinstance(paired, bool):
-        raise TypeError(f"paired: expected a bool; got {paired!r}")
+        raise TypeError(f"paired: expected a bool; got {brief(paired)}")
     records = list(_records(path, ()))
     line, first = records[0]
     file_paired = _paired_format(path, line, first, paired)

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..data.atomic import atomic_write
+from ..data.brief import brief
+from ..data.files import read_user_bytes
 from ..training.rundir import open_folder
 from . import (
     common,
@@ -56,7 +58,8 @@ from .common import (
     write_outputs,
 )
 
-__all__ = ["DEFAULT_SEEDS", "EXPERIMENTS", "QUICK_SEEDS", "ExperimentResult", "run_experiment"]
+__all__ = ["DEFAULT_SEEDS", "EXPERIMENTS", "QUICK_SEEDS", "ExperimentResult", "check_docs",
+           "run_experiment"]
 
 #: name -> ``run(seeds, quick)``, in the order of docs/RESULTS.md.
 EXPERIMENTS: dict[str, Callable[..., ExperimentResult]] = {
@@ -92,6 +95,7 @@ def run_experiment(
     overwrite: bool = False,
     docs_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    overwrite_docs: bool | None = None,
 ) -> ExperimentResult:
     """Run experiment ``name`` and write its files into ``out_dir`` (created).
 
@@ -113,9 +117,13 @@ def run_experiment(
         Also regenerate this experiment's section of ``docs_dir/RESULTS.md`` and copy its
         figure to ``docs_dir/figures/results_<name>.png``. Refused for a quick run or
         fewer than 3 seeds: the docs hold full-size numbers only. Text outside the
-        experiment's markers is kept.
+        experiment's markers is kept. Checked before the experiment runs (see
+        :func:`check_docs`): ``RESULTS.md`` must be readable UTF-8, and an existing figure
+        is replaced only with ``overwrite_docs``.
     progress : callable, optional
         Called with a short line (``"imbalance: seed 2/5"``) as the experiment goes.
+    overwrite_docs : bool, optional
+        Replace an existing ``docs_dir/figures/results_<name>.png`` (default: ``overwrite``).
 
     Returns
     -------
@@ -123,7 +131,7 @@ def run_experiment(
         With ``seconds`` set to the wall time of the experiment.
     """
     if name not in EXPERIMENTS:
-        raise ValueError(f"name: expected one of {list(EXPERIMENTS)}; got {name!r}")
+        raise ValueError(f"name: expected one of {list(EXPERIMENTS)}; got {brief(name)}")
     seeds = check_seeds(QUICK_SEEDS if quick else DEFAULT_SEEDS) if seeds is None else seeds
     seeds = check_seeds(seeds)
     if docs_dir is not None and (quick or seeds < 3):
@@ -131,8 +139,12 @@ def run_experiment(
             "docs_dir: expected a full-size run (not quick, at least 3 seeds) to write "
             f"docs/RESULTS.md; got quick={quick}, seeds={seeds}"
         )
+    if docs_dir is not None:
+        check_docs(docs_dir, [name], argument="docs_dir",
+                   overwrite=overwrite if overwrite_docs is None else overwrite_docs)
     folder = open_folder(out_dir, kind="experiment", overwrite=overwrite, argument="out")
     try:
+        folder.claim([*OUTPUT_FILES, f"results_{name}.png"])
         started = time.perf_counter()
         if progress is not None:
             common._REPORT.append(lambda line: progress(f"{name}: {line}"))
@@ -157,3 +169,41 @@ def run_experiment(
             docs_dir, name, section_markdown(result, command), order=list(EXPERIMENTS)
         )
     return result
+
+
+#: What an experiment writes into its folder (besides its figure ``results_<name>.png``).
+OUTPUT_FILES = ("runs.csv", "table.md", "section.md", "summary.json")
+
+
+def check_docs(
+    docs_dir: str | Path,
+    names: list[str],
+    *,
+    overwrite: bool = False,
+    argument: str = "--docs",
+    confirm: Callable[[list[Path]], bool] | None = None,
+) -> None:
+    """Refuse, before anything runs, what would make ``--write-docs`` fail or replace a file
+    unasked: a ``RESULTS.md`` that is not readable UTF-8, and (without ``overwrite``, unless
+    ``confirm(paths)`` says yes) an existing ``figures/results_<name>.png``.
+    """
+    docs = Path(docs_dir)
+    results = docs / "RESULTS.md"
+    if results.exists():
+        raw = read_user_bytes(results, name=argument)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"{argument}: {results} is not readable UTF-8 (byte {err.start + 1} is "
+                f"0x{raw[err.start]:02x}); save it as UTF-8 first: the experiment's section is "
+                "written into it after the run"
+            ) from None
+    existing = [docs / "figures" / f"results_{n}.png" for n in names]
+    existing = [f for f in existing if f.exists() or f.is_symlink()]
+    if existing and not overwrite and not (confirm is not None and confirm(existing)):
+        shown = ", ".join(map(str, existing[:3])) + (" ..." if len(existing) > 3 else "")
+        raise FileExistsError(
+            f"{argument}: writing the docs would replace {shown}; pass overwrite=True "
+            "(--overwrite) to replace them"
+        )

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..data.atomic import atomic_write
+from ..data.brief import brief
 from ..tools.plots import save_figure
 
 __all__ = [
@@ -87,7 +88,7 @@ class ExperimentResult:
 def check_seeds(seeds: Any) -> int:
     """``seeds`` as an int >= 1, or a ValueError naming it."""
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-        raise ValueError(f"seeds: expected an int >= 1; got {seeds!r}")
+        raise ValueError(f"seeds: expected an int >= 1; got {brief(seeds)}")
     return int(seeds)
 
 
@@ -317,9 +318,9 @@ def update_results_md(
     for the others). The file is replaced atomically.
     """
     if name not in order:
-        raise ValueError(f"name: expected one of {list(order)}; got {name!r}")
+        raise ValueError(f"name: expected one of {list(order)}; got {brief(name)}")
     if not (section.startswith(_begin(name)) and section.rstrip().endswith(_end(name))):
-        raise ValueError(f"section: expected a block between the markers of {name!r}")
+        raise ValueError(f"section: expected a block between the markers of {brief(name)}")
     path = Path(docs_dir) / "RESULTS.md"
     block = section.rstrip()
     if path.exists():

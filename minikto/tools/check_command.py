@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from ..data.brief import brief
 from . import check_call
 from .check import check_kto
 
@@ -64,12 +65,12 @@ def load_function(spec: str, flag: str) -> Callable:
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise ValueError(
-            f"{flag}: expected MODULE:FUNCTION (or path/to/file.py:FUNCTION); got {spec!r}"
+            f"{flag}: expected MODULE:FUNCTION (or path/to/file.py:FUNCTION); got {brief(spec)}"
         )
     if module_name.endswith(".py"):
         path = Path(module_name)
         if not path.is_file():
-            raise ValueError(f"{flag}: expected an existing .py file; got {module_name!r}")
+            raise ValueError(f"{flag}: expected an existing .py file; got {brief(module_name)}")
         folder = str(path.resolve().parent)
         name = f"_minikto_check_{path.stem}"
     else:
@@ -88,22 +89,24 @@ def load_function(spec: str, flag: str) -> Callable:
     except ModuleNotFoundError as err:
         if err.name != module_name.split(".")[0]:
             raise CouldNotRun(
-                f"{flag}: importing {module_name!r} failed:\n{summarize(err)}"
+                f"{flag}: importing {brief(module_name)} failed:\n{summarize(err)}"
             ) from err
-        raise ValueError(f"{flag}: cannot import {module_name!r} ({err})") from err
+        raise ValueError(f"{flag}: cannot import {brief(module_name)} ({err})") from err
     except SystemExit as err:
         raise CouldNotRun(
-            f"{flag}: {module_name!r} called sys.exit({err.code!r}) while being "
+            f"{flag}: {brief(module_name)} called sys.exit({brief(err.code)}) while being "
             "imported; put the code that exits under "
             '`if __name__ == "__main__":`'
         ) from None
     except check_call.CallTimeout as err:
         raise CouldNotRun(f"{flag}: {err}") from None
     except Exception as err:  # noqa: BLE001 - the user's code may raise anything
-        raise CouldNotRun(f"{flag}: importing {module_name!r} failed:\n{summarize(err)}") from err
+        raise CouldNotRun(
+            f"{flag}: importing {brief(module_name)} failed:\n{summarize(err)}"
+        ) from err
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ValueError(f"{flag}: {module_name!r} has no function {attr!r}")
+        raise ValueError(f"{flag}: {brief(module_name)} has no function {brief(attr)}")
     return fn
 
 

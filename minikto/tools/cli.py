@@ -7,6 +7,7 @@ Each subcommand is a small function taking the parsed arguments and returning an
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shlex
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from ..data.brief import brief
 from ..training.config import field_names
 from . import flags
 from .flags import z0_value as _z0_value
@@ -53,12 +55,20 @@ def _cmd_data(args: argparse.Namespace) -> int:
     from ..data.feedback import sample_paired, sample_unpaired
     from ..data.jsonl import write_paired, write_unpaired
     from ..data.toy import bandit_task, default_task
+    from ..training.memory import check_memory
 
     task = bandit_task() if args.task == "bandit" else default_task()
     out = Path(args.out)
+    if out.is_symlink() and not out.exists():
+        raise FileNotFoundError(
+            f"--out: {out} is a symbolic link to {out.resolve()}, which does not exist; "
+            "minikto writes through a link only to an existing file"
+        )
     if out.exists() and not args.overwrite:
         print(f"minikto data: {out} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
+    if isinstance(args.n, int) and args.n > 0:
+        check_memory(task, n=args.n, paired=args.paired, n_flag="--n")
     if args.paired:
         data = sample_paired(task, args.n, seed=args.seed, label_noise=args.label_noise)
         write_paired(out, data, task)
@@ -89,6 +99,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..data.trl_formats import read_for_training
     from ..exact import ExactEvaluator
     from ..training.config import PAIRED_LOSSES, KTOConfig
+    from ..training.memory import check_memory
+    from ..training.rundir import add_to_manifest
     from ..training.train import train
     from .plots import plot_policy_before_after, plot_training_curves, save_figure
 
@@ -105,12 +117,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValueError(
                 f"--features: expected 'onehot' or a positive int width; "
-                f"got {fields['features']!r}"
+                f"got {brief(fields['features'])}"
             ) from None
     config = KTOConfig.from_dict(fields)
+    if args.overwrite and args.resume:
+        raise ValueError(
+            "--overwrite, --resume: expected at most one: --resume continues the run in --out, "
+            "--overwrite replaces it; got both"
+        )
     task = bandit_task() if args.task == "bandit" else default_task()
     paired = config.loss in PAIRED_LOSSES
-    if args.data:
+    check_memory(task, n=None if args.data is not None or args.n < 1 else args.n,
+                 paired=paired, features=config.features, batch_size=config.batch_size,
+                 n_flag="--n", features_flag="--features")
+    if args.data is not None:
         data, notes = read_for_training(args.data, task, paired=paired)
         for note in notes:
             print(f"minikto train: {note}", file=sys.stderr)
@@ -128,22 +148,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     evaluator = ExactEvaluator(task, result.reference)
     figures = Path(result.run_dir) / "figures"
+    add_to_manifest(result.run_dir, [f"figures/{n}" for n in _TRAIN_FIGURES])
     figures.mkdir(exist_ok=True)
-    save_figure(plot_training_curves(result.history, result.evals), figures / "training_curves.png")
+    save_figure(plot_training_curves(result.history, result.evals), figures / _TRAIN_FIGURES[0])
     save_figure(
         plot_policy_before_after(task, evaluator, result.reference, result.policy),
-        figures / "policy_before_after.png",
+        figures / _TRAIN_FIGURES[1],
     )
-    print(json.dumps(result.summary, indent=2))
+    if not getattr(args, "quiet", False):
+        print(json.dumps(result.summary, indent=2))
     return 0
+
+
+#: The figures ``minikto train`` writes into the run's ``figures/`` folder.
+_TRAIN_FIGURES = ("training_curves.png", "policy_before_after.png")
 
 
 def _file_sha256(path: str) -> str:
     """The sha256 of a file (read in blocks; the dataset reader has already bounded it)."""
     import hashlib
 
+    from ..data.files import open_user_file
+
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_user_file(path, name="--data") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -190,8 +218,12 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
             "--write-docs: expected a full-size run (no --quick, --seeds >= 3); docs/RESULTS.md "
             "holds full-size numbers only"
         )
+    from ..experiments import check_docs
     from ..training.rundir import open_folder
 
+    if docs is not None:  # before anything runs: RESULTS.md readable, no figure replaced unasked
+        check_docs(docs, names, overwrite=args.overwrite, argument="--docs",
+                   confirm=None if getattr(args, "quiet", False) else _confirm)
     for name in names:  # refuse before anything runs, so `all` never stops half-way
         open_folder(out / name, kind="experiment", overwrite=args.overwrite, argument="--out",
                     dry_run=True)
@@ -201,9 +233,10 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         if not quiet:
             print(line, file=sys.stderr, flush=True)
 
+    say = (lambda *a, **k: None) if quiet else print
     started = time.perf_counter()
     for name in names:
-        print(f"minikto experiment {name}: running ({'quick' if args.quick else 'full size'})",
+        say(f"minikto experiment {name}: running ({'quick' if args.quick else 'full size'})",
               flush=True)
         result = run_experiment(
             name,
@@ -211,20 +244,33 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             quick=args.quick,
             overwrite=args.overwrite,
+            overwrite_docs=True,  # checked (or asked) above, before anything ran
             docs_dir=docs,
             progress=progress,
         )
-        print(result.table_md)
-        print(f"\n{result.verdict}\n")
-        print(
+        say(result.table_md)
+        say(f"\n{result.verdict}\n")
+        say(
             f"wrote {out / name}/: runs.csv, table.md, results_{name}.png, section.md, "
             f"summary.json ({result.seeds} seeds, {result.seconds:.1f} s)"
         )
         if docs is not None:
-            print(f"updated {docs / 'RESULTS.md'} and {docs / 'figures'}/results_{name}.png")
+            say(f"updated {docs / 'RESULTS.md'} and {docs / 'figures'}/results_{name}.png")
     if len(names) > 1:
-        print(f"\n{len(names)} experiments in {time.perf_counter() - started:.1f} s")
+        say(f"\n{len(names)} experiments in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _confirm(paths: list[Path]) -> bool:
+    """Ask on a terminal whether to replace ``paths``; never when input is not a terminal."""
+    if not sys.stdin.isatty():
+        return False
+    shown = ", ".join(map(str, paths))
+    try:
+        answer = input(f"minikto experiment: replace {shown}? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 #: KTOConfig fields that ``minikto train`` takes as flags (all of them).
@@ -283,16 +329,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"minikto {args.command}: interrupted. {_after_interrupt(args)}", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as err:
-        print(f"minikto {args.command}: error: {err}", file=sys.stderr)
+        message = str(err)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            message += f". {_after_full_disk(args)}"
+        print(f"minikto {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
 
+def _after_full_disk(args: argparse.Namespace) -> str:
+    """What a full disk did not destroy (every file minikto replaces is written aside first)."""
+    kept = ("Nothing was lost: minikto writes each file beside the old one and renames it into "
+            "place only once complete, so every file keeps its previous version")
+    if args.command == "train" and not getattr(args, "overwrite", False):
+        return kept + (f"; the run in {args.out} keeps its last checkpoint. Free some space and "
+                       "run the command again (with --resume once a checkpoint exists)")
+    if args.command in ("train", "demo", "experiment") and getattr(args, "overwrite", False):
+        return kept + f"; the old run in {args.out} is whole. Free some space and run it again"
+    return kept + ". Free some space and run the command again"
+
+
 def _after_interrupt(args: argparse.Namespace) -> str:
     """What an interrupted command kept, and how to go on."""
+    out = Path(args.out) if getattr(args, "out", None) else None
+    if args.command == "train" and not (out / ".minikto-run").is_file():
+        return (f"Nothing was written to {args.out}: the run had not started there; run the "
+                "same command again.")
     if args.command == "train" and getattr(args, "overwrite", False):
         return (f"The run that was in {args.out} is kept as it was (a replacement is swapped in "
                 "only once complete); run the same command again to replace it.")
+    if args.command == "train" and not (out / "checkpoint.npz").is_file():
+        return (f"The run in {args.out} had saved no checkpoint yet; run the same command "
+                "again to start it over.")
     if args.command == "train":
         again = [a for a in args.command_line[1:] if a != "--resume"]
         return (

@@ -19,6 +19,7 @@ from ..data.feedback import sample_unpaired
 from ..data.toy import default_task
 from ..exact import ExactEvaluator
 from ..training.config import KTOConfig, balanced_desirable_weight
+from ..training.rundir import add_to_manifest
 from ..training.train import RunExistsError, TrainResult, train
 from .plots import (
     PALETTE,
@@ -35,6 +36,8 @@ DEMO_CONFIG = KTOConfig(
     beta=0.1, learning_rate=0.05, batch_size=32, max_steps=600, z0="batch", eval_every=20, seed=0
 )
 DEMO_EXAMPLES = 2000
+#: The figures the demo writes into the run's ``figures/`` folder.
+DEMO_FIGURES = ("training_curves.png", "policy_before_after.png", "utility_vs_kl.png")
 
 
 def run_demo(
@@ -106,20 +109,21 @@ def run_demo(
 
     run_dir = Path(result.run_dir)
     figures = run_dir / "figures"
+    add_to_manifest(run_dir, [f"figures/{n}" for n in DEMO_FIGURES])
     figures.mkdir(exist_ok=True)
     save_figure(
         plot_training_curves(result.history, result.evals, title="KTO on the default toy"),
-        figures / "training_curves.png",
+        figures / DEMO_FIGURES[0],
     )
     save_figure(
         plot_policy_before_after(task, evaluator, result.reference, result.policy),
-        figures / "policy_before_after.png",
+        figures / DEMO_FIGURES[1],
     )
     save_figure(
         plot_utility_vs_kl(
             {"KTO": result.evals}, best=evaluator.best_utility, colors={"KTO": PALETTE["policy"]}
         ),
-        figures / "utility_vs_kl.png",
+        figures / DEMO_FIGURES[2],
     )
     say(
         f"\nwrote {run_dir}/: summary.json, metrics.jsonl, evals.jsonl, config.json, "

@@ -13,9 +13,10 @@ import argparse
 import dataclasses
 from collections.abc import Callable, Iterator
 
+from ..data.brief import brief
 from ..training.config import BACKENDS, TRL_ALIASES, KTOConfig
 
-__all__ = ["build_parser", "z0_value"]
+__all__ = ["build_parser", "function_text", "path_text", "z0_value"]
 
 
 
@@ -27,6 +28,20 @@ def z0_value(text: str) -> str | float:
         return text
 
 
+def path_text(text: str) -> str:
+    """A path flag: any text but the empty string (which would silently mean "not given")."""
+    if text == "":
+        raise argparse.ArgumentTypeError("expected a path; got an empty string")
+    return text
+
+
+def function_text(text: str) -> str:
+    """A ``MODULE:FUNCTION`` flag: not the empty string."""
+    if text == "":
+        raise argparse.ArgumentTypeError("expected MODULE:FUNCTION; got an empty string")
+    return text
+
+
 def _features_value(text: str) -> str | int:
     if text == "onehot":
         return text
@@ -34,7 +49,7 @@ def _features_value(text: str) -> str | int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"features: expected 'onehot' or a positive int width; got {text!r}"
+            f"features: expected 'onehot' or a positive int width; got {brief(text)}"
         ) from None
 
 
@@ -42,7 +57,7 @@ def _backend_name(text: str) -> str:
     """A backend flag names one of the known array libraries; nothing else is imported."""
     if text not in BACKENDS:
         raise argparse.ArgumentTypeError(
-            f"backend: expected 'numpy', 'array_api_strict' or 'cupy'; got {text!r}"
+            f"backend: expected 'numpy', 'array_api_strict' or 'cupy'; got {brief(text)}"
         )
     return text
 
@@ -132,6 +147,16 @@ def _version() -> str:
             f"Python {platform.python_version()})")
 
 
+#: ``minikto train --data``: what a dataset file may hold.
+_DATA_HELP = (
+    "a JSON Lines dataset in TRL's formats: unpaired {prompt, completion, label} or "
+    "paired {prompt, chosen, rejected} (unpaired into 2N examples for an unpaired loss; "
+    "dpo needs pairs), each also conversational with one user message as the prompt and "
+    "one assistant message per completion; multi-turn conversations and the "
+    "implicit-prompt format are refused"
+)
+
+
 def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> (
     argparse.ArgumentParser
 ):
@@ -157,7 +182,7 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> (
     p.set_defaults(func=commands["gradcheck"])
 
     p = command("demo", "the main job: KTO on the default toy, before/after table, figures")
-    p.add_argument("--out", "--output_dir", dest="out",
+    p.add_argument("--out", "--output_dir", dest="out", type=path_text,
                    help="run folder (default: runs/demo-<date>-<time>)")
     p.add_argument("--seed", type=int, default=0, help="seeds the data and the batch order")
     p.add_argument(*_spellings("max_steps"), dest="max_steps", type=int, default=None,
@@ -167,28 +192,26 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> (
     p.set_defaults(func=commands["demo"])
 
     p = command("train", "train on a toy dataset (flags, a config file, or both)")
-    p.add_argument("--out", "--output_dir", dest="out", required=True, help="run folder")
-    p.add_argument("--config", help="a JSON or YAML (.yaml, .yml) file of KTOConfig fields; TRL's "
-                                    "names for them are accepted; at most 1 MiB")
-    p.add_argument(
-        "--data",
-        help="a JSON Lines dataset in TRL's formats: unpaired {prompt, completion, label} or "
-        "paired {prompt, chosen, rejected} (unpaired into 2N examples for an unpaired loss; "
-        "dpo needs pairs), each also conversational with one user message as the prompt and "
-        "one assistant message per completion; multi-turn conversations and the "
-        "implicit-prompt format are refused",
-    )
+    p.add_argument("--out", "--output_dir", dest="out", required=True, type=path_text,
+                   help="run folder")
+    p.add_argument("--config", type=path_text,
+                   help="a JSON or YAML (.yaml, .yml) file of KTOConfig fields; TRL's names for "
+                        "them are accepted; at most 1 MiB")
+    p.add_argument("--data", type=path_text, help=_DATA_HELP)
     p.add_argument("--task", choices=("default", "bandit"), default="default",
                    help="the toy task")
     p.add_argument("--n", type=int, default=2000, help="examples to sample when no --data")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
-    p.add_argument("--quiet", action="store_true", help="print only warnings and errors")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run in --out (not with --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run's checkpoint (not with --overwrite)")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only warnings and errors (no summary)")
     _add_config_flags(p)
     p.set_defaults(func=commands["train"])
 
     p = command("data", "write a toy dataset as JSON Lines (TRL's formats)")
-    p.add_argument("--out", required=True, help="the .jsonl file")
+    p.add_argument("--out", required=True, type=path_text, help="the .jsonl file")
     p.add_argument("--task", choices=("default", "bandit"), default="default",
                    help="the toy task")
     p.add_argument("--n", type=int, default=1000, help="examples (or pairs)")
@@ -204,29 +227,34 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> (
     p.set_defaults(func=commands["data"])
 
     p = command("vectors", "reference vectors for testing other KTO implementations")
-    p.add_argument("--out", help="the JSON file to write")
-    p.add_argument("--check", help="recompute a vectors file with minikto and compare")
+    p.add_argument("--out", type=path_text, help="the JSON file to write")
+    p.add_argument("--check", type=path_text,
+                   help="recompute a vectors file with minikto and compare")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=commands["vectors"])
 
     p = command("experiment", "reproduce a claim of the paper on the toy")
     p.add_argument("name", choices=_ExperimentNames(), help="the experiment, or all of them")
-    p.add_argument("--out", "--output_dir", dest="out", default="results",
+    p.add_argument("--out", "--output_dir", dest="out", default="results", type=path_text,
                    help="parent folder: writes OUT/NAME/")
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds 0..N-1 (default: 5; with --quick 2)")
     p.add_argument("--quick", action="store_true", help="reduced size (fewer steps and runs)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing OUT/NAME/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing OUT/NAME/ (and, with --write-docs, the figure in "
+                        "DOCS/figures/)")
     p.add_argument(*_spellings("write_docs"), dest="write_docs", action="store_true",
                    help="also rewrite this experiment's section of DOCS/RESULTS.md and its figure")
-    p.add_argument("--docs", default="docs", help="the docs folder")
+    p.add_argument("--docs", default="docs", type=path_text, help="the docs folder")
     p.add_argument("--quiet", action="store_true", help="print only warnings and errors")
     p.set_defaults(func=commands["experiment"])
     p = command("check", "check your own KTO loss and name its mistake")
-    p.add_argument("function", help="MODULE:FUNCTION or path/to/file.py:FUNCTION")
+    p.add_argument("function", type=function_text,
+                   help="MODULE:FUNCTION or path/to/file.py:FUNCTION")
     p.add_argument("--z0", choices=("given", "estimated"), default="given",
                    help="the function takes z0 (given) or the mismatched pairs (estimated)")
-    p.add_argument("--sequence", help="MODULE:FUNCTION of token log-probs, mask -> sequence")
+    p.add_argument("--sequence", type=function_text,
+                   help="MODULE:FUNCTION of token log-probs, mask -> sequence")
     p.add_argument("--seed", type=int, default=0, help="seed of the random cases")
     p.add_argument("--num-random", type=int, default=200, help="random batches")
     p.add_argument("--framework", choices=("numpy", "torch", "jax"), default=None,

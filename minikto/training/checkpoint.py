@@ -14,6 +14,8 @@ dtypes, shapes and finiteness, and the optimizer state's consistency with the st
 from __future__ import annotations
 
 import json
+import math
+import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -23,6 +25,8 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..data.atomic import atomic_write
+from ..data.brief import brief
+from ..data.files import open_user_file
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -34,6 +38,9 @@ __all__ = [
 
 #: Bumped whenever the layout changes; older or newer files are refused.
 CHECKPOINT_FORMAT = 1
+
+#: The largest checkpoint file read (4 GiB; the default toy's is a few kilobytes).
+MAX_CHECKPOINT_BYTES = 1 << 32
 
 #: Config fields that may differ between the saving and the resuming run.
 RESUMABLE_CHANGES = ("max_steps", "eval_every", "checkpoint_every", "progress")
@@ -69,7 +76,7 @@ def save_checkpoint(
         Any other JSON-able metadata.
     """
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise ValueError(f"step: expected an int >= 0; got {step!r}")
+        raise ValueError(f"step: expected an int >= 0; got {brief(step)}")
     for name, value in (("config", config), ("extra", extra or {})):
         if not isinstance(value, dict):
             raise TypeError(f"{name}: expected a dict; got {type(value).__name__}")
@@ -112,11 +119,14 @@ def load_checkpoint(path: str | Path, *, config: dict[str, Any] | None = None) -
     """
     path = Path(path)
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):  # a plain .npy file
-            raise ValueError("a single .npy array, not an .npz archive")
-        with data:
-            arrays = {k: data[k] for k in data.files}
+        with open_user_file(path, name=f"checkpoint {path}", max_bytes=MAX_CHECKPOINT_BYTES) as f:
+            _check_member_sizes(f, os.fstat(f.fileno()).st_size)
+            f.seek(0)
+            data = np.load(f, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):  # a plain .npy file
+                raise ValueError("a single .npy array, not an .npz archive")
+            with data:
+                arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise
     except (
@@ -134,7 +144,7 @@ def load_checkpoint(path: str | Path, *, config: dict[str, Any] | None = None) -
         ) from err
     foreign = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
     if foreign:  # NpzFile hands back the raw bytes of a member that is not a .npy file
-        raise CheckpointError(f"checkpoint {path}: expected .npy entries; got {foreign}")
+        raise CheckpointError(f"checkpoint {path}: expected .npy entries; got {brief(foreign)}")
     if "meta" not in arrays:
         raise CheckpointError(f"checkpoint {path}: expected a minikto checkpoint; no 'meta' entry")
     try:
@@ -146,11 +156,13 @@ def load_checkpoint(path: str | Path, *, config: dict[str, Any] | None = None) -
     if meta.get("version") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"checkpoint {path}: expected format version {CHECKPOINT_FORMAT}; "
-            f"got {meta.get('version')!r}"
+            f"got {brief(meta.get('version'))}"
         )
     step = meta.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"checkpoint {path}: expected a step count >= 0; got {step!r}")
+        raise CheckpointError(
+            f"checkpoint {path}: expected a step count >= 0; got {brief(step)}"
+        )
     for key in ("config", "extra"):
         if not isinstance(meta.get(key, {}), dict):
             raise CheckpointError(
@@ -165,7 +177,11 @@ def load_checkpoint(path: str | Path, *, config: dict[str, Any] | None = None) -
             if k not in RESUMABLE_CHANGES and saved.get(k) != config.get(k)
         )
         if diff:
-            details = ", ".join(f"{k}: saved {saved.get(k)!r}, now {config.get(k)!r}" for k in diff)
+            details = ", ".join(
+                f"{brief(k, 80).strip(chr(39))}: saved {brief(saved.get(k))}, "
+                f"now {brief(config.get(k))}"
+                for k in diff[:5]
+            )
             raise CheckpointError(
                 f"checkpoint {path}: expected the configuration of this run; it differs in "
                 f"{details}"
@@ -182,6 +198,43 @@ def load_checkpoint(path: str | Path, *, config: dict[str, Any] | None = None) -
         "config": meta.get("config", {}),
         "extra": meta.get("extra", {}),
     }
+
+
+def _check_member_sizes(f: Any, size: int) -> None:
+    """Refuse a zip member that would expand past the file (a "zip bomb") before reading it.
+
+    minikto stores its checkpoints uncompressed (``np.savez``), so no member holds more than
+    the file's ``size`` bytes, and no ``.npy`` header declares an array larger than its
+    member. A file that is not a zip archive is left to ``np.load`` to name.
+    """
+    if not zipfile.is_zipfile(f):
+        return
+    f.seek(0)
+    with zipfile.ZipFile(f) as archive:
+        for info in archive.infolist():
+            name = brief(info.filename, 80)
+            if info.file_size > size:
+                raise ValueError(
+                    f"member {name} declares {info.file_size} bytes once uncompressed, more "
+                    f"than the {size} bytes of the whole file (minikto stores checkpoints "
+                    "uncompressed)"
+                )
+            if not info.filename.endswith(".npy"):
+                continue
+            try:
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(member)
+            except ValueError:  # not a .npy header: np.load names it
+                continue
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > info.file_size:
+                raise ValueError(
+                    f"member {name} declares an array of shape {brief(shape, 80)} "
+                    f"({nbytes} bytes) in {info.file_size} bytes"
+                )
 
 
 def _real_array(value: Any, name: str, *, integer: bool = False) -> np.ndarray:
@@ -239,7 +292,7 @@ def check_training_state(
     if t is None or t.shape != () or t.dtype.kind not in "iu" or int(t) != step:
         raise CheckpointError(
             f"checkpoint {path}: entry optim.t: expected the integer step count {step}; "
-            f"got {t!r}"
+            f"got {brief(t)}"
         )
     expected = {"t"}
     if optimizer == "adam" and step > 0:
@@ -267,7 +320,7 @@ def check_count(value: Any, name: str, path: str | Path, *, low: int = 0) -> int
     """A JSON integer >= ``low`` from a checkpoint's metadata, or a CheckpointError."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise CheckpointError(
-            f"checkpoint {path}: entry {name}: expected an integer >= {low}; got {value!r}"
+            f"checkpoint {path}: entry {name}: expected an integer >= {low}; got {brief(value)}"
         )
     return value
 

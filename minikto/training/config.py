@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.brief import brief
 from ..objective import Z0_MODES, validate_z0_mode
 from ..pairwise import PAIRWISE_LOSS_TYPES
 
@@ -103,15 +104,22 @@ class KTOConfig:
             _check_real(getattr(self, name), name, low=0.0, strict=True)
         for name in ("desirable_weight", "undesirable_weight"):
             _check_real(getattr(self, name), name, low=0.0, strict=False)
+        if self.desirable_weight == 0 and self.undesirable_weight == 0:
+            raise ValueError(
+                "desirable_weight, undesirable_weight: expected at least one > 0; got both 0, "
+                "which weighs every example's loss by 0 and trains nothing"
+            )
         if not isinstance(self.z0, str):
             _check_real(self.z0, "z0", low=-MAX_SCALE, strict=False)
+        elif self.z0 not in Z0_MODES:
+            raise ValueError(f"z0: expected one of {Z0_MODES} or a number; got {_show(self.z0)}")
         self.z0 = validate_z0_mode(self.z0)
         for name in ("loss", "optimizer", "dtype"):
             choices = _choices(name)
             if getattr(self, name) not in choices:
                 expected = (f"one of {choices}" if len(choices) > 2
                             else f"{choices[0]!r} or {choices[1]!r}")
-                raise ValueError(f"{name}: expected {expected}; got {getattr(self, name)!r}")
+                raise ValueError(f"{name}: expected {expected}; got {_show(getattr(self, name))}")
         for name, low in (("batch_size", 2), ("max_steps", 0), ("seed", 0), ("sft_steps", 0),
                           ("eval_every", 0), ("checkpoint_every", 0)):
             value = getattr(self, name)
@@ -124,7 +132,9 @@ class KTOConfig:
             raise ValueError(f"backend: expected a name: 'numpy', 'array_api_strict' or 'cupy'; "
                              f"got {_show(self.backend)}")
         if self.progress is not None and not isinstance(self.progress, bool):
-            raise ValueError(f"progress: expected True, False or None; got {self.progress!r}")
+            raise ValueError(
+                f"progress: expected True, False or None; got {_show(self.progress)}"
+            )
         features = self.features
         if not (features == "onehot" or (isinstance(features, int) and not isinstance(
                 features, bool) and 0 < features <= MAX_INT)):
@@ -153,7 +163,9 @@ class KTOConfig:
                 raise ValueError(f"config: expected text keys; got {_show(key)}")
             name = TRL_ALIASES.get(key, key)
             if name in spelled:
-                raise ValueError(f"config: {spelled[name]!r} and {key!r} both set {name}")
+                raise ValueError(
+                    f"config: {_show(spelled[name])} and {_show(key)} both set {name}"
+                )
             spelled[name] = key
             fields[name] = value
         _refuse_unknown_keys(set(fields) - set(field_names()))
@@ -187,20 +199,21 @@ def _choices(name: str) -> tuple[Any, ...]:
 
 
 def _show(value: Any) -> str:
-    """``repr`` of a value, short even for a 400-digit integer."""
-    if isinstance(value, int) and value.bit_length() > 64:  # str() of a huge int is refused
-        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-    return repr(value)
+    """A value in an error message: ``repr``, bounded (see :func:`minikto.data.brief.brief`)."""
+    return brief(value)
 
 
 def _check_real(value: Any, name: str, *, low: float, strict: bool) -> None:
     """Refuse what is not a plain real number in ``[low, MAX_SCALE]`` (``> low`` if strict)."""
     if isinstance(value, (bool, str)) or not hasattr(value, "__float__"):
-        raise TypeError(f"{name}: expected a real number; got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{name}: expected a real number; got {type(value).__name__} {_show(value)}"
+        )
     if not isinstance(value, (int, float)):  # numpy, Decimal, Fraction: not what JSON holds
         raise TypeError(
             f"{name}: expected a Python float or int (a config holds plain JSON values); got "
-            f"{type(value).__module__}.{type(value).__name__} {value!r}; convert it with float()"
+            f"{type(value).__module__}.{type(value).__name__} {_show(value)}; convert it with "
+            "float()"
         )
     if isinstance(value, float) and math.isnan(value) or value in (math.inf, -math.inf):
         raise ValueError(f"{name}: expected a finite number; got {float(value)}")
@@ -268,14 +281,15 @@ def _refuse_unknown_keys(unknown: set[str]) -> None:
     """Raise one ValueError naming every key that is not a field, with a hint for each."""
     if not unknown:
         return
-    parts = [f"{key!r} is a TRL setting with no meaning in minikto: {TRL_WITHOUT_MEANING[key]}"
+    parts = [f"{_show(key)} is a TRL setting with no meaning in minikto: {TRL_WITHOUT_MEANING[key]}"
              for key in sorted(unknown & set(TRL_WITHOUT_MEANING))]
     others = sorted(unknown - set(TRL_WITHOUT_MEANING))
     if others:
         known = field_names() + tuple(TRL_ALIASES)
-        hints = [f"did you mean {guess!r} for {key!r}?" for key in others
+        hints = [f"did you mean {guess!r} for {_show(key)}?" for key in others[:5]
                  for guess in difflib.get_close_matches(key.replace("-", "_"), known, n=1)]
-        parts.insert(0, f"unknown keys {others}" + (f" ({' '.join(hints)})" if hints else "")
+        parts.insert(0, f"unknown keys {_show(others)}"
+                     + (f" ({' '.join(hints)})" if hints else "")
                      + f"; expected some of {sorted(field_names())}")
     raise ValueError("config: " + "; ".join(parts))
 
@@ -300,7 +314,8 @@ def check_weight_balance(
     Returns
     -------
     ratio : float
-        ``desirable_weight * n_D / (undesirable_weight * n_U)`` (inf when n_U or lambda_U is 0).
+        ``desirable_weight * n_D / (undesirable_weight * n_U)`` (inf when n_U or lambda_U is 0
+        and the numerator is not; NaN for 0/0).
     band : (float, float)
         The ``desirable_weight`` values that would put the ratio in [1, 4/3] with
         ``undesirable_weight`` fixed.
@@ -310,8 +325,13 @@ def check_weight_balance(
     WeightBalanceWarning
         When ``warn`` and the ratio lies outside [1, 4/3], with the ratio and the band.
     """
+    numerator = desirable_weight * num_desirable
     denominator = undesirable_weight * num_undesirable
-    ratio = float("inf") if denominator == 0 else desirable_weight * num_desirable / denominator
+    if denominator == 0:  # x / 0 is inf, but 0 / 0 has no value
+        ratio = float("nan") if numerator == 0 else float("inf")
+    else:
+        ratio = numerator / denominator
+    shown = "0/0, which has no value" if math.isnan(ratio) else f"{ratio:.3f}"
     if num_desirable == 0:
         band = (float("nan"), float("nan"))
     else:
@@ -320,18 +340,22 @@ def check_weight_balance(
         kind = "desirable" if num_desirable == 0 else "undesirable"
         warnings.warn(
             f"the data hold no {kind} examples, so the paper's Eq. 8 ratio "
-            f"desirable_weight * n_D / (undesirable_weight * n_U) = {ratio:g} cannot lie in "
+            f"desirable_weight * n_D / (undesirable_weight * n_U) = {shown} cannot lie in "
             f"[1, 4/3]; the {kind} side of the KTO loss never acts",
             WeightBalanceWarning,
             stacklevel=2,
         )
     elif warn and not (1.0 <= ratio <= 4.0 / 3.0):
+        if denominator == 0:
+            advice = ("no desirable_weight puts it inside while undesirable_weight is 0; set "
+                      "undesirable_weight > 0")
+        else:
+            advice = (f"with undesirable_weight = {undesirable_weight:g}, a desirable_weight in "
+                      f"[{band[0]:.3f}, {band[1]:.3f}] would put it inside")
         warnings.warn(
             f"desirable_weight * n_D / (undesirable_weight * n_U) = {desirable_weight:g} * "
-            f"{num_desirable} / ({undesirable_weight:g} * {num_undesirable}) = {ratio:.3f} lies "
-            f"outside the paper's Eq. 8 band [1, 4/3]; with undesirable_weight = "
-            f"{undesirable_weight:g}, a desirable_weight in [{band[0]:.3f}, {band[1]:.3f}] "
-            "would put it inside",
+            f"{num_desirable} / ({undesirable_weight:g} * {num_undesirable}) = {shown} lies "
+            f"outside the paper's Eq. 8 band [1, 4/3]; {advice}",
             WeightBalanceWarning,
             stacklevel=2,
         )

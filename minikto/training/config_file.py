@@ -2,23 +2,34 @@
 
 What is refused, each with a ``ValueError`` naming the file: what is not a regular file (a FIFO
 would block forever, ``/dev/zero`` never ends), a file over :data:`MAX_CONFIG_BYTES`, invalid
-UTF-8, invalid JSON or YAML, a duplicate key, and anything but an object (mapping) of fields. A
-directory is an ``IsADirectoryError`` and a missing file the usual ``FileNotFoundError``.
+UTF-8, invalid JSON or YAML, a duplicate key (a repeated YAML merge key ``<<`` too), anything
+but an object (mapping) of fields, and more than :data:`MAX_CONFIG_VALUES` values once YAML
+aliases are expanded (a few hundred bytes of aliases can stand for gigabytes). A directory is
+an ``IsADirectoryError`` and a missing file the usual ``FileNotFoundError``.
+
+YAML 1.1, which PyYAML follows, reads some plain values unlike YAML 1.2, JSON and a reader's
+eye: ``010`` is the octal 8, ``1:30`` the sexagesimal 90, ``yes``/``no``/``on``/``off`` are
+booleans. Such a value is refused, naming its key and both readings; quote it or write the
+number plainly.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_CONFIG_BYTES", "read_config_file"]
+from ..data.brief import brief
+from ..data.files import read_user_bytes
+
+__all__ = ["MAX_CONFIG_BYTES", "MAX_CONFIG_VALUES", "read_config_file"]
 
 #: A config is a few hundred bytes; anything over 1 MiB is not one.
 MAX_CONFIG_BYTES = 1 << 20
+#: A config holds a few dozen values; more than this, counted with YAML aliases expanded
+#: (each use of an alias counts its whole value again), is not one.
+MAX_CONFIG_VALUES = 10_000
 
 _BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, as some editors write
 
@@ -51,6 +62,7 @@ def read_config_file(path: str | Path, kind: str | None = None) -> dict[str, Any
             f"config file {path}: invalid UTF-8 at byte {offset}; save it as UTF-8"
         ) from None
     data = _parse_yaml(text, path) if kind == "yaml" else _parse_json(text, path)
+    _check_expanded_size(data, path)
     if not isinstance(data, dict):
         what = "a YAML mapping of fields" if kind == "yaml" else "a JSON object"
         raise ValueError(f"config file {path}: expected {what}; got {type(data).__name__}")
@@ -58,30 +70,30 @@ def read_config_file(path: str | Path, kind: str | None = None) -> dict[str, Any
 
 
 def read_bounded(path: Path, role: str, limit: int) -> bytes:
-    """The bytes of the regular file ``path``, refusing anything else or more than ``limit``.
+    """The bytes of the regular file ``path``, refusing anything else or more than ``limit``
+    (through :func:`minikto.data.files.read_user_bytes`, the one check every file minikto
+    reads goes through: a FIFO is refused instead of waited on)."""
+    return read_user_bytes(path, name=f"{role} {path}", max_bytes=limit)
 
-    The file is opened without blocking, so a FIFO is refused instead of waited on.
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(f"{role} {path}: expected a regular file; got a directory")
-        if not stat.S_ISREG(mode):
-            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-            raise ValueError(f"{role} {path}: expected a regular file; got {kind}")
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    if size > limit:
-        raise ValueError(f"{role} {path}: expected at most {limit} bytes; the file is larger")
-    return b"".join(chunks)
+
+def _check_expanded_size(data: Any, path: Path) -> None:
+    """Count the values of ``data`` as if every alias were copied out, stopping at the bound
+    (so a billion-fold alias, or one that contains itself, costs no more than the bound)."""
+    left, stack = MAX_CONFIG_VALUES, [data]
+    while stack:
+        value = stack.pop()
+        left -= 1
+        if left < 0:
+            raise ValueError(
+                f"config file {path}: expected at most {MAX_CONFIG_VALUES} values once YAML "
+                "aliases are expanded; got more (aliases that repeat other aliases grow "
+                "exponentially); write the values out"
+            )
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
 
 
 def _parse_json(text: str, path: Path) -> Any:
@@ -99,7 +111,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"duplicate key {key!r}")
+            raise ValueError(f"duplicate key {brief(key)}")
         out[key] = value
     return out
 
@@ -125,6 +137,28 @@ def _parse_yaml(text: str, path: Path) -> Any:
 
 _LOADERS: dict[str, Any] = {}
 
+#: Plain scalars YAML 1.1 reads otherwise than YAML 1.2 and JSON: (pattern, what 1.1 makes).
+_YAML11_ONLY = (
+    (re.compile(r"[-+]?0[0-7_]+"), "an octal number"),
+    (re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?"),
+     "a sexagesimal (base 60) number"),
+    (re.compile(r"yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF"), "a boolean"),
+)
+
+
+def _refuse_yaml11_reading(key_node: Any, value_node: Any) -> None:
+    """Refuse a plain value that YAML 1.1 reads unlike YAML 1.2 (``beta: 010`` is 8)."""
+    if getattr(value_node, "style", "") is not None or not isinstance(value_node.value, str):
+        return  # quoted, or not a scalar
+    for pattern, what in _YAML11_ONLY:
+        if pattern.fullmatch(value_node.value):
+            key = brief(getattr(key_node, "value", "?"), 80).strip("'")
+            raise ValueError(
+                f"{key}: {brief(value_node.value, 40)} is {what} in YAML 1.1 (which PyYAML "
+                "reads) but not in YAML 1.2 or JSON; write the value you mean unambiguously "
+                "(quote a string, write a number in decimal without a leading zero)"
+            )
+
 
 def _yaml_loader(yaml: Any) -> Any:
     """PyYAML's SafeLoader, refusing duplicate keys and reading ``1e-3`` as a number.
@@ -138,13 +172,21 @@ def _yaml_loader(yaml: Any) -> Any:
     class Loader(yaml.SafeLoader):
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen = set()
-            for key_node, _ in node.value:
+            merges = 0
+            for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # `<<: *base` merges another mapping; its keys may be overridden
+                    merges += 1  # `<<: *base` merges another mapping; its keys may be overridden
+                    if merges > 1:  # `<<: [*a, *b]` merges two; a second `<<` drops the first
+                        raise yaml.constructor.ConstructorError(
+                            None, None, "duplicate key '<<' (merge two mappings with "
+                            "`<<: [*a, *b]`)", key_node.start_mark
+                        )
+                    continue
+                _refuse_yaml11_reading(key_node, value_node)
                 key = self.construct_object(key_node, deep=deep)
                 if isinstance(key, (str, int, float)) and key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                        None, None, f"duplicate key {brief(key)}", key_node.start_mark
                     )
                 if isinstance(key, (str, int, float)):
                     seen.add(key)

@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import _checks
 from ..backend import array_namespace, to_numpy
+from ..data.brief import brief
 
 __all__ = ["SGD", "Adam", "NonFiniteError", "make_optimizer", "state_on"]
 
@@ -137,7 +138,7 @@ def make_optimizer(name: str, learning_rate: float) -> SGD | Adam:
         return Adam(learning_rate)
     if name == "sgd":
         return SGD(learning_rate)
-    raise ValueError(f"optimizer: expected 'adam' or 'sgd'; got {name!r}")
+    raise ValueError(f"optimizer: expected 'adam' or 'sgd'; got {brief(name)}")
 
 
 def _check_update(params: Any, grads: Any) -> None:

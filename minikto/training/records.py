@@ -24,10 +24,13 @@ from typing import Any
 import numpy as np
 
 from ..data.atomic import atomic_write
+from ..data.brief import brief
 from ..data.feedback import PairedDataset
+from ..data.files import MAX_DATA_BYTES, open_user_file
 from .checkpoint import CheckpointError, check_count
 
-__all__ = ["JsonlLog", "data_identity", "describe_difference", "read_rows", "run_record"]
+__all__ = ["JsonlLog", "data_identity", "describe_difference", "read_rows", "run_record",
+           "same_data"]
 
 
 def data_identity(data: Any, source: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -39,7 +42,7 @@ def data_identity(data: Any, source: Mapping[str, Any] | None) -> dict[str, Any]
     if source is not None and (
         not isinstance(source, Mapping) or not all(isinstance(k, str) for k in source)
     ):
-        raise TypeError(f"data_source: expected a dict with str keys; got {source!r}")
+        raise TypeError(f"data_source: expected a dict with str keys; got {brief(source)}")
     paired = isinstance(data, PairedDataset)
     names = ("prompts", "chosen", "rejected") if paired else ("prompts", "responses", "desirable")
     digest = hashlib.sha256()
@@ -68,7 +71,9 @@ def run_record(
     if command is not None and (
         isinstance(command, str) or not all(isinstance(a, str) for a in command)
     ):
-        raise TypeError(f"command: expected a list of str (such as sys.argv); got {command!r}")
+        raise TypeError(
+            f"command: expected a list of str (such as sys.argv); got {brief(command)}"
+        )
     return {
         **config,
         "data": identity,
@@ -82,7 +87,7 @@ def _json_text(value: Any, name: str, *, numbers_only: bool = False) -> str:
     if numbers_only and not isinstance(value, (str, int, float, bool, type(None))):
         raise TypeError(
             f"{name}: expected a plain Python value (str, int, float, bool or None); got "
-            f"{value!r} of type {type(value).__name__}"
+            f"{brief(value)} of type {type(value).__name__}"
         )
     try:
         return json.dumps(value, allow_nan=False)
@@ -90,10 +95,17 @@ def _json_text(value: Any, name: str, *, numbers_only: bool = False) -> str:
         raise ValueError(f"{name}: expected a JSON value; {err}") from None
 
 
+def same_data(saved: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
+    """Are two :func:`data_identity` records the same data? Compared by content (digests,
+    sizes, task and seed), never by the spelling of the file's path."""
+    return {k: v for k, v in saved.items() if k != "path"} == {
+        k: v for k, v in now.items() if k != "path"}
+
+
 def describe_difference(saved: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     """``key: saved X, now Y`` for every key whose value differs."""
     keys = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    return ", ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in keys)
+    return ", ".join(f"{k}: saved {brief(saved.get(k))}, now {brief(now.get(k))}" for k in keys)
 
 
 class JsonlLog:
@@ -149,12 +161,13 @@ def read_rows(path: Path, position: Any, checkpoint: Path, entry: str) -> list[d
     if not isinstance(position, dict):
         raise CheckpointError(
             f"checkpoint {checkpoint}: entry extra.{entry}: expected the history and "
-            f"evaluations a training run saves; got {position!r}"
+            f"evaluations a training run saves; got {brief(position)}"
         )
     rows = check_count(position.get("rows"), f"extra.{entry}.rows", checkpoint)
     size = check_count(position.get("bytes"), f"extra.{entry}.bytes", checkpoint)
     try:
-        with open(path, "rb") as f:
+        with open_user_file(path, name=f"checkpoint {checkpoint}: entry extra.{entry}",
+                            max_bytes=MAX_DATA_BYTES) as f:
             raw = f.read(size)
     except FileNotFoundError:
         raise CheckpointError(

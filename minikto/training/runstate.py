@@ -5,8 +5,10 @@ A save appends the new rows to ``metrics.jsonl`` and ``evals.jsonl`` first, then
 checkpoint, which records how many rows (and bytes) of each log belong to it; so if a save
 fails half-way, the logs may run ahead of the checkpoint but never behind, and a resume
 reads exactly the rows the checkpoint vouches for (each one checked) and rewrites the logs
-to them. A resume also checks every entry of the checkpoint against the run
-(:func:`~minikto.training.checkpoint.check_training_state`) and refuses other data.
+to them: a resume appends, every row and evaluation already logged stays (even under
+another ``eval_every``). A resume also checks every entry of the checkpoint against the run
+(:func:`~minikto.training.checkpoint.check_training_state`) and refuses other data (by
+their digests: the same file under another spelling of its path is the same data).
 """
 
 from __future__ import annotations
@@ -15,17 +17,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..backend import dtype_name
+import numpy as np
+
+from ..backend import dtype_name, to_numpy
 from ..data.atomic import atomic_write
+from ..data.files import read_user_bytes
 from ..exact import ExactEvaluator
 from ..policy import SoftmaxPolicy
 from .checkpoint import CheckpointError, check_training_state, load_checkpoint, save_checkpoint
 from .config import KTOConfig
 from .optim import state_on
-from .records import JsonlLog, describe_difference, read_rows
+from .records import JsonlLog, describe_difference, read_rows, same_data
 from .rundir import RunFolder
 
-__all__ = ["AUTO_CHECKPOINT_EVERY", "AUTO_CHECKPOINT_STEPS", "RunState", "check_logs"]
+__all__ = ["AUTO_CHECKPOINT_EVERY", "AUTO_CHECKPOINT_STEPS", "RunState", "check_logit_range",
+           "check_logs"]
 
 #: With ``checkpoint_every=0``, runs of at least this many steps still checkpoint ...
 AUTO_CHECKPOINT_STEPS = 1000
@@ -56,7 +62,7 @@ class RunState:
         folder = self.folder
         path = None if folder is None else folder.work / "checkpoint.npz"
         if path is not None and path.exists():
-            self._resume(path)
+            self._resume(path, evaluator.task.max_length)
         if not self.evals:
             self.evals.append({"step": 0, **evaluator(self.policy)})
         if folder is None:
@@ -64,7 +70,8 @@ class RunState:
         record = self.record
         if path.exists():  # keep the command that started the run
             try:
-                saved = json.loads((folder.work / "config.json").read_text(encoding="utf-8"))
+                saved = json.loads(read_user_bytes(folder.work / "config.json",
+                                                   name="config.json").decode("utf-8"))
             except (OSError, ValueError):
                 saved = {}
             if isinstance(saved, dict) and "command" in saved:
@@ -74,7 +81,7 @@ class RunState:
         self.metrics.rewrite(self.history)
         self.evals_log.rewrite(self.evals)
 
-    def _resume(self, path: Path) -> None:
+    def _resume(self, path: Path, length: int) -> None:
         config, policy = self.config, self.policy
         state = load_checkpoint(path, config=config.to_dict())
         layout = {k: (tuple(v.shape), dtype_name(v.dtype)) for k, v in policy.params.items()}
@@ -85,7 +92,7 @@ class RunState:
                 f"checkpoint {path}: expected the history and evaluations a training run "
                 f"saves; got the keys {sorted(extra)}"
             )
-        if extra["data"] != self.record["data"]:
+        if not same_data(extra["data"], self.record["data"]):
             raise ValueError(
                 f"data: the run in {self.folder.path} was trained on other data "
                 f"({describe_difference(extra['data'], self.record['data'])}); resume it "
@@ -101,12 +108,12 @@ class RunState:
         evals = read_rows(self.folder.work / "evals.jsonl", extra["evals"], path, "evals")
         check_logs(history, evals, start, path)
         xp = policy.xp
-        policy.params = {k: xp.asarray(v, dtype=policy.dtype) for k, v in state["params"].items()}
+        for k, v in state["params"].items():  # each entry keeps its checked shape and dtype
+            policy.params[k] = xp.asarray(v, dtype=policy.dtype)
+        check_logit_range(policy, length, path)
         self.optimizer.load_state_dict(state_on(state["optimizer_state"], xp, policy.dtype))
-        self.start, self.history = start, history
-        # keep the scheduled evaluations; the saving run's final one is not on the schedule
-        every = config.eval_every
-        self.evals = [e for e in evals if e["step"] == 0 or (every and e["step"] % every == 0)]
+        # resume appends: every evaluation already logged stays, whatever eval_every is now
+        self.start, self.history, self.evals = start, history, evals
 
     def save(self, step: int) -> None:
         """Append the logs, then write the checkpoint that vouches for them."""
@@ -143,4 +150,23 @@ def check_logs(history: list[dict], evals: list[dict], step: int, path: Path) ->
         raise CheckpointError(
             f"checkpoint {path}: entry extra.evals: expected {', '.join(keys)} in every "
             "evaluation"
+        )
+
+
+def check_logit_range(policy: SoftmaxPolicy, length: int, path: Path) -> None:
+    """Refuse parameters whose next-token logits spread so far that a response's
+    log-probability (a sum of ``length`` token log-probabilities, each at least minus the
+    spread) could leave the float range: the losses could not use them."""
+    xp = policy.xp
+    prompts = np.repeat(np.arange(policy.num_prompts), policy.vocab_size + 1)
+    states = np.tile(np.arange(policy.vocab_size + 1), policy.num_prompts)
+    logits = to_numpy(policy.next_token_logits(xp.asarray(prompts), xp.asarray(states)))
+    limit = float(np.finfo(logits.dtype).max) / (4 * length)
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = float(np.max(np.max(logits, axis=1) - np.min(logits, axis=1)))
+    if not np.isfinite(spread) or spread > limit:
+        raise CheckpointError(
+            f"checkpoint {path}: entry param: expected parameters whose next-token logits "
+            f"spread at most {limit:.3g} (a response's log-probability sums {length} of "
+            f"them and must stay finite); got logits spreading {spread:.3g}"
         )

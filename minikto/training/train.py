@@ -27,12 +27,15 @@ The run folder (``out_dir``) receives ``config.json`` (the configuration, the da
 identity, the command line and the versions), ``metrics.jsonl`` (one line per step) and
 ``evals.jsonl`` (appended at each save), ``checkpoint.npz`` (atomic, O(parameters):
 parameters, optimizer state, step, and how many rows of each log belong to it),
-``summary.json``, and the marker and lock described in :mod:`minikto.training.rundir`
-(which also says what ``overwrite`` may replace). ``checkpoint_every=0`` saves only at the
+``summary.json``, and the marker, lock and manifest (the list of every file the run writes
+there) described in :mod:`minikto.training.rundir` (which also says what ``overwrite`` may
+replace: only the manifest's entries). ``checkpoint_every=0`` saves only at the
 end on runs shorter than :data:`AUTO_CHECKPOINT_STEPS` steps, and every
 :data:`AUTO_CHECKPOINT_EVERY` steps on longer ones. ``resume=True`` continues from the
 checkpoint on exactly the trajectory of an uninterrupted run, after checking every entry of
-the checkpoint and that the data are the same.
+the checkpoint and that the data are the same; it appends to the logs, never rewrites them.
+Before anything is allocated, the memory the run needs is estimated
+(:mod:`minikto.training.memory`) and a run no machine of this size holds is refused.
 
 The pieces live beside this module: the loop shared with the SFT that makes a reference in
 :mod:`minikto.training.loop`, the run's files (start, resume, save) in
@@ -62,6 +65,7 @@ from ..exact import ExactEvaluator
 from ..policy import SoftmaxPolicy
 from .config import PAIRED_LOSSES, KTOConfig, check_weight_balance
 from .loop import Batches, batch_indices, optimize
+from .memory import check_memory
 from .optim import make_optimizer
 from .records import data_identity, run_record
 from .rundir import RunExistsError, RunFolder, open_folder
@@ -143,8 +147,14 @@ def train(
     TrainResult
     """
     config = _check_inputs(task, data, config)
+    if overwrite and resume:
+        raise ValueError(
+            "overwrite, resume: expected at most one: resume=True (--resume) continues the run "
+            "in out_dir, overwrite=True (--overwrite) replaces it; got both"
+        )
     if resume and out_dir is None:
         raise ValueError("out_dir: resume=True needs the run directory to resume from")
+    check_memory(task, features=config.features, batch_size=config.batch_size)
     identity = data_identity(data, data_source)
     run_record(config.to_dict(), identity, command)  # a value JSON cannot hold fails here
     reference, policy = _starting_policies(task, data, config, reference, policy)
@@ -255,8 +265,17 @@ def _make_reference(task: Any, data: Any, config: KTOConfig) -> SoftmaxPolicy:
     return policy
 
 
+#: What a run writes into its folder (listed in the folder's manifest before it is written).
+RUN_FILES = ("config.json", "metrics.jsonl", "evals.jsonl", "checkpoint.npz", "summary.json")
+
+
 def _open(out_dir: Any, *, overwrite: bool, resume: bool) -> RunFolder:
     folder = open_folder(out_dir, kind="run", overwrite=overwrite, resume=resume)
+    try:
+        folder.claim(RUN_FILES)
+    except BaseException:
+        folder.abandon()
+        raise
     if folder.restarted and resume:  # a stub: nothing to resume, so the run starts over
         print(f"minikto: {folder.path} holds no checkpoint (a run stopped before its first "
               "save); starting it over", file=sys.stderr)
