@@ -36,13 +36,12 @@ once, when it is loaded, and takes rows of that batch at every step.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from . import _checks, _token_checks
 from .backend import (
-    array_namespace,
     dtype_name,
     get_namespace,
     log_softmax,
@@ -52,6 +51,8 @@ from .backend import (
 )
 from .fast import blocks
 from .features import make_features
+from .params import FrozenParams, TrainableParams
+from .token_batch import PassCache, TokenBatch
 
 __all__ = ["SoftmaxPolicy", "TokenBatch"]
 
@@ -223,7 +224,7 @@ class SoftmaxPolicy:
             probs, context = (xp.exp(logp) if return_cache else None), None
         out = xp.sum(xp.reshape(target_logp * batch.mask, batch.shape), axis=1)  # sum over T
         if return_cache:
-            return out, _Cache(batch, probs, context)
+            return out, PassCache(batch, probs, context)
         return out
 
     def sequence_logps_backward(
@@ -495,112 +496,3 @@ class SoftmaxPolicy:
     def _ids(self, ids: Any, name: str, upper: int) -> Any:
         """Checked (N,) int64 ids of the backend in ``[0, upper)``."""
         return _token_checks.token_ids(ids, name, self.xp, self.backend, upper, ndim=1)[0]
-
-
-class TokenBatch(NamedTuple):
-    """A batch checked once by :meth:`SoftmaxPolicy.token_batch`, flattened to N = B*T
-    positions (row-major: position b*T + t). Its log-probs need no further check."""
-
-    prompts: Any  #: (N,) the prompt id of each position
-    states: Any  #: (N,) the previous token, or BOS = V at t = 0
-    targets: Any  #: (N,) the token to score (0 at padding)
-    mask: Any  #: (N,) 1.0 at real tokens, 0.0 at padding
-    shape: tuple[int, int]  #: (B, T)
-    space: tuple  #: the policy's (V, P, end token, dtype) it was checked against
-
-    @property
-    def rows(self) -> int:
-        """B, the number of responses."""
-        return self.shape[0]
-
-    @property
-    def positions(self) -> int:
-        """N = B*T."""
-        return self.shape[0] * self.shape[1]
-
-    def take(self, index: Any, *, responses_of: Any = None) -> TokenBatch:
-        """The rows ``index`` (int array (B',)) of this batch: a checked batch too.
-
-        With ``responses_of`` (int array (B',)) row i pairs the prompt of row ``index[i]``
-        with the response of row ``responses_of[i]`` (the mismatched pairs of the batch
-        estimate of z0).
-        """
-        xp = array_namespace(self.targets)
-        length = self.shape[1]
-        response_rows = index if responses_of is None else responses_of
-
-        def rows_of(flat: Any, which: Any) -> Any:
-            picked = xp.take(xp.reshape(flat, self.shape), which, axis=0)
-            return xp.reshape(picked, (-1,))
-
-        return TokenBatch(
-            prompts=rows_of(self.prompts, index),
-            states=rows_of(self.states, response_rows),
-            targets=rows_of(self.targets, response_rows),
-            mask=rows_of(self.mask, response_rows),
-            shape=(int(index.shape[0]), length),
-            space=self.space,
-        )
-
-
-class _Cache(NamedTuple):
-    """What the backward pass reuses from the forward pass."""
-
-    batch: TokenBatch  #: the checked batch
-    probs: Any  #: (N, V) the token probabilities
-    context: Any  #: the feature map's context of the block-wise path, or None
-    source: tuple = ()  #: the (prompts, responses) arrays :meth:`sequence_logps` was called with
-
-    def made_from(self, prompts: Any, responses: Any) -> bool:
-        """True when called with the same array objects as the forward pass (so the backward
-        pass need not check them again)."""
-        return bool(self.source) and prompts is self.source[0] and responses is self.source[1]
-
-
-class TrainableParams(dict):
-    """The parameters of a trainable policy: a dict whose entries keep their shape and dtype.
-
-    Assigning an array of another shape (``params["bias"] = np.zeros(1)``, which would be
-    broadcast silently) or dtype, or a new key, is a ``ValueError`` naming the entry.
-    """
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key not in self:
-            raise ValueError(
-                f"params[{key!r}]: expected one of the policy's parameters {sorted(self)}"
-            )
-        old = dict.__getitem__(self, key)
-        shape, dtype = tuple(getattr(value, "shape", ())), getattr(value, "dtype", None)
-        if shape != tuple(old.shape) or dtype != old.dtype:
-            raise ValueError(
-                f"params[{key!r}]: expected an array of shape {tuple(old.shape)} and dtype "
-                f"{old.dtype}; got shape {shape} and dtype {dtype or type(value).__name__}"
-            )
-        dict.__setitem__(self, key, value)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default  # refused: a new key
-        return self[key]
-
-    def __reduce__(self) -> tuple:  # pickle and deepcopy rebuild it whole, not item by item
-        return (TrainableParams, (dict(self),))
-
-
-class FrozenParams(dict):
-    """The parameters of a frozen policy: a dict that refuses new entries."""
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(
-            "params: expected a trainable policy; got a frozen copy (a reference policy), "
-            "whose parameters are not updated: use policy.copy(frozen=False) to train a copy"
-        )
-
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
-
-    def __reduce__(self) -> tuple:  # pickle and deepcopy rebuild it whole, not item by item
-        return (FrozenParams, (dict(self),))

@@ -22,6 +22,8 @@ CORE = (
     "minikto.backend",
     "minikto.features",
     "minikto.policy",
+    "minikto.params",
+    "minikto.token_batch",
     "minikto.kto",
     "minikto.losses",
     "minikto.pairwise",
