@@ -18,32 +18,13 @@ from typing import Any
 import numpy as np
 
 from ..gradcheck import SelfcheckCase, gradcheck
+from ..pairwise import PAIRWISE_LOSS_TYPES
 from ..policy import SoftmaxPolicy
 
 __all__ = ["SELFCHECK_LOSSES", "FamilyObjective", "family_selfcheck", "selfcheck_objective"]
 
 #: The losses of the self-check table beside KTO (every loss minikto trains besides KTO's modes).
-SELFCHECK_LOSSES = (
-    "dpo",
-    "sigmoid",
-    "hinge",
-    "ipo",
-    "exo_pair",
-    "nca_pair",
-    "robust",
-    "bco_pair",
-    "sppo_hard",
-    "aot",
-    "aot_pair",
-    "discopop",
-    "apo_zero",
-    "apo_down",
-    "simpo",
-    "orpo",
-    "bco",
-    "apo_zero_unpaired",
-    "sft",
-)
+SELFCHECK_LOSSES = ("dpo", *PAIRWISE_LOSS_TYPES, "simpo", "orpo", "bco", "apo_zero_unpaired", "sft")
 
 
 class _PinnedDelta:
@@ -96,11 +77,19 @@ class FamilyObjective:
         tokens = {s: self.policy.token_batch(a["prompts"], a[s]) for s in r}
         if "chosen" in a:
             return paired_step(
-                self.policy, tokens["chosen"], tokens["rejected"], r["chosen"], r["rejected"],
+                self.policy,
+                tokens["chosen"],
+                tokens["rejected"],
+                r["chosen"],
+                r["rejected"],
                 config,
             )
         return unpaired_step(
-            self.policy, self.reference, tokens["responses"], a["desirable"], r["responses"],
+            self.policy,
+            self.reference,
+            tokens["responses"],
+            a["desirable"],
+            r["responses"],
             config,
         )
 
