@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ._brief import brief
 from .backend import array_namespace, dtype_name, refuse_masked, to_numpy
 from .backend import describe as _describe
 from .fast.checks import dtype_kind
@@ -82,9 +83,9 @@ def integer(
     ``"<name>: expected <what>; got ..."``.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise wrong_type(f"{name}: expected {what}; got {value!r}")
+        raise wrong_type(f"{name}: expected {what}; got {brief(value)}")
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name}: expected {what}; got {value}")
+        raise ValueError(f"{name}: expected {what}; got {brief(value)}")
     return int(value)
 
 
@@ -103,9 +104,9 @@ def seed(value: Any, name: str = "seed") -> int | None:
 def finite_nonnegative(value: Any, name: str) -> float:
     """A finite real number >= 0 (``bool`` refused)."""
     if _is_bool_or_complex(value) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a finite number >= 0; got {value!r}")
+        raise TypeError(f"{name}: expected a finite number >= 0; got {brief(value)}")
     if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0; got {value!r}")
+        raise ValueError(f"{name}: expected a finite number >= 0; got {brief(value)}")
     return float(value)
 
 
@@ -114,9 +115,9 @@ def token_or_none(value: Any, name: str, vocab_size: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int or None; got {value!r}")
+        raise TypeError(f"{name}: expected an int or None; got {brief(value)}")
     if not 0 <= value < vocab_size:
-        raise ValueError(f"{name}: expected an id in [0, {vocab_size}); got {value}")
+        raise ValueError(f"{name}: expected an id in [0, {vocab_size}); got {brief(value)}")
     return int(value)
 
 
@@ -170,7 +171,7 @@ def loss_weights(
         if value > largest or value * beta > largest:
             raise ValueError(
                 f"{name}: expected a weight whose product with beta = {beta} the loss's dtype "
-                f"{kind} holds (at most {largest:.3g}); got {value}"
+                f"{kind} holds (at most {largest:.3g}); got {brief(value)}"
             )
     return beta, weights["desirable_weight"], weights["undesirable_weight"]
 

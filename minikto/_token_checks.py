@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._brief import brief
 from ._checks import is_of, same_library
 from .backend import refuse_masked
 from .fast.checks import dtype_kind, integer_range
@@ -107,7 +108,7 @@ def upstream_gradient(grad: Any, policy: Any, rows: int) -> Any:
     xp, backend, dtype = policy.xp, policy.backend, policy.dtype
     if not hasattr(grad, "shape") or tuple(grad.shape) != (rows,):
         raise ValueError(
-            f"grad_logps: expected shape ({rows},); got {getattr(grad, 'shape', grad)!r}"
+            f"grad_logps: expected shape ({rows},); got {brief(getattr(grad, 'shape', grad))}"
         )
     refuse_masked(grad, "grad_logps")
     same_library(grad, "grad_logps", xp, f"the policy's backend ({backend})")

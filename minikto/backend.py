@@ -27,6 +27,8 @@ import array_api_compat
 import array_api_compat.numpy as np_compat
 import numpy as np
 
+from ._brief import brief
+
 __all__ = [
     "ARRAY_API_VERSION",
     "KNOWN_BACKENDS",
@@ -100,16 +102,16 @@ def get_namespace(backend: str | ModuleType = "numpy") -> ModuleType:
         try:
             return array_namespace(backend.asarray([0.0]))  # the namespace of its arrays
         except (TypeError, AttributeError) as err:
-            raise ValueError(f"backend: {name!r} is not an array API library ({err})") from err
+            raise ValueError(f"backend: {brief(name)} is not an array API library ({err})") from err
     if _importable(name):
         raise ValueError(
-            f"backend: {name!r} is not an array API library minikto knows; expected one of "
+            f"backend: {brief(name)} is not an array API library minikto knows; expected one of "
             f"{KNOWN_BACKENDS}, or the module of an array library itself "
             "(e.g. get_namespace(torch)); nothing was imported"
         )
     raise ValueError(
         f"backend: expected 'numpy', 'cupy', 'array_api_strict' or an importable array "
-        f"library; got {name!r}, which cannot be imported (no module of that name)"
+        f"library; got {brief(name)}, which cannot be imported (no module of that name)"
     )
 
 
@@ -171,7 +173,7 @@ def describe(x: Any) -> str:
     shape = getattr(x, "shape", None)
     if shape is not None:
         return f"an array of shape {tuple(shape)} and dtype {getattr(x, 'dtype', None)}"
-    return f"{type(x).__name__} {x!r}"
+    return f"{type(x).__name__} {brief(x)}"
 
 
 def dtype_name(dtype: Any) -> str:
@@ -184,7 +186,7 @@ def resolve_dtype(xp: ModuleType, dtype: Any) -> Any:
     """Return the floating dtype object of ``xp`` named by ``dtype`` ("float32"/"float64")."""
     name = dtype if isinstance(dtype, str) else dtype_name(dtype)
     if name not in ("float32", "float64"):
-        raise ValueError(f"dtype: expected 'float32' or 'float64'; got {dtype!r}")
+        raise ValueError(f"dtype: expected 'float32' or 'float64'; got {brief(dtype)}")
     return getattr(xp, name)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from ._brief import brief
 from .backend import log_softmax, to_numpy
 
 __all__ = [
@@ -50,7 +51,7 @@ def response_space(vocab_size: int, length: int, eos_token: int | None = None) -
         )
         if not 0 <= eos_token < vocab_size:
             raise ValueError(
-                f"eos_token: expected None or an id in [0, {vocab_size}); got {eos_token!r}"
+                f"eos_token: expected None or an id in [0, {vocab_size}); got {brief(eos_token)}"
             )
     rows: list[list[int]] = [[]]
     done: list[list[int]] = []

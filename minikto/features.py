@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from ._brief import brief
 from .backend import scatter_add
 
 
@@ -118,4 +119,4 @@ def make_features(
     if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
         width = _checks.positive_int(int(spec), "features")
         return DenseFeatures(vocab_size, num_prompts, width, init_std, rng)
-    raise ValueError(f"features: expected 'onehot' or a positive int width; got {spec!r}")
+    raise ValueError(f"features: expected 'onehot' or a positive int width; got {brief(spec)}")

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from ._brief import brief
 from .backend import to_numpy
 from .objective import Z0_MODES, FlatObjective
 from .policy import SoftmaxPolicy
@@ -266,7 +267,7 @@ def _check_arguments(
 ) -> tuple[np.ndarray, float, float]:
     """gradcheck's whole signature, checked; returns x as a float64 vector and the floors."""
     if not callable(fun):
-        raise TypeError(f"fun: expected a callable fun(x) -> (value, gradient); got {fun!r}")
+        raise TypeError(f"fun: expected a callable fun(x) -> (value, gradient); got {brief(fun)}")
     try:
         x = np.array(x, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -274,7 +275,7 @@ def _check_arguments(
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"x: expected a non-empty 1-d vector; got shape {x.shape}")
     if mode not in ("full", "directions"):
-        raise ValueError(f"mode: expected 'full' or 'directions'; got {mode!r}")
+        raise ValueError(f"mode: expected 'full' or 'directions'; got {brief(mode)}")
     if not eps > 0:
         raise ValueError(f"eps: expected a step > 0; got {eps}")
     if mode == "directions":
@@ -284,7 +285,7 @@ def _check_arguments(
         if not isinstance(sl, slice) or len(range(x.size)[sl]) == 0:
             raise ValueError(
                 f"blocks: expected slices that select coordinates of x (size {x.size}); "
-                f"got {name!r}: {sl!r}"
+                f"got {brief(name)}: {brief(sl)}"
             )
     return (x, _checks.scalar(rtol, "rtol", nonnegative=True),
             _checks.scalar(atol, "atol", nonnegative=True))

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._brief import brief
 from .bco import bco_loss
 from .kto import kto_loss
 from .losses import sft_loss
@@ -124,7 +125,7 @@ def _loss_at(loss: str, c: float, r: float, beta: float, base: float) -> float:
         return 2 * float(bco_loss(both, np.zeros(2), labels, beta=beta, delta=0.0).loss)
     if loss == "sft":
         return float(sft_loss(both, labels).loss)
-    raise ValueError(f"loss: expected one of {HALO_LOSSES}; got {loss!r}")
+    raise ValueError(f"loss: expected one of {HALO_LOSSES}; got {brief(loss)}")
 
 
 def halo_properties(loss: str, *, beta: float = 1.0, points: int = 401) -> HaloProperties:

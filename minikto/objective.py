@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _checks
+from ._brief import brief
 from .backend import array_namespace, to_numpy
 from .exact import exact_kl
 from .kto import KTOLoss, checked_kl_estimate, checked_kto_loss, mismatched_indices
@@ -73,7 +74,7 @@ def validate_z0_mode(z0: Any) -> str | float:
     """Return ``z0`` if it is one of :data:`Z0_MODES` or a finite number; raise otherwise."""
     if isinstance(z0, str):
         if z0 not in Z0_MODES:
-            raise ValueError(f"z0: expected one of {Z0_MODES} or a number; got {z0!r}")
+            raise ValueError(f"z0: expected one of {Z0_MODES} or a number; got {brief(z0)}")
         return z0
     return _checks.scalar(z0, "z0")
 

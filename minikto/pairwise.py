@@ -33,6 +33,7 @@ import math
 from typing import Any, NamedTuple
 
 from . import _checks
+from ._brief import brief
 from .backend import log_sigmoid
 
 __all__ = ["PAIRWISE_LOSS_TYPES", "PreferenceLoss", "preference_loss"]
@@ -158,17 +159,19 @@ def preference_loss(
 def _options(loss_type: Any, label_smoothing: Any, delta: Any, discopop_tau: Any) -> dict:
     """The knobs ``loss_type`` takes, checked; a knob set for a loss that ignores it is refused."""
     if loss_type not in PAIRWISE_LOSS_TYPES:
-        raise ValueError(f"loss_type: expected one of {PAIRWISE_LOSS_TYPES}; got {loss_type!r}")
+        raise ValueError(
+            f"loss_type: expected one of {PAIRWISE_LOSS_TYPES}; got {brief(loss_type)}"
+        )
     eps = _checks.scalar(label_smoothing, "label_smoothing", nonnegative=True)
     ceiling = {"robust": (0.5, "[0, 0.5)"), "exo_pair": (1.0, "[0, 1)")}.get(loss_type)
     if loss_type not in SMOOTHED and eps != 0.0:
         raise ValueError(
-            f"label_smoothing: expected 0 for loss_type {loss_type!r}, which has no label "
+            f"label_smoothing: expected 0 for loss_type {brief(loss_type)}, which has no label "
             f"smoothing (it acts in {SMOOTHED}); got {eps}"
         )
     if ceiling is not None and eps >= ceiling[0]:
         raise ValueError(
-            f"label_smoothing: expected a value in {ceiling[1]} for loss_type {loss_type!r}; "
+            f"label_smoothing: expected a value in {ceiling[1]} for loss_type {brief(loss_type)}; "
             f"got {eps}"
         )
     if eps > 1.0:
@@ -177,7 +180,7 @@ def _options(loss_type: Any, label_smoothing: Any, delta: Any, discopop_tau: Any
         if loss_type != "bco_pair":
             raise ValueError(
                 f"delta: expected None for loss_type {loss_type!r} (only 'bco_pair' shifts its "
-                f"rewards by delta); got {delta!r}"
+                f"rewards by delta); got {brief(delta)}"
             )
         delta = _checks.scalar(delta, "delta")
     tau = _checks.scalar(discopop_tau, "discopop_tau", positive=True)

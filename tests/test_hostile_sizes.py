@@ -16,7 +16,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from minikto.data.brief import LIMIT, brief
+import minikto
+from minikto._brief import LIMIT, brief
 from minikto.tools.cli import main
 from minikto.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minikto.training.config import KTOConfig
@@ -152,3 +153,18 @@ def test_a_npy_header_declaring_8_gib_in_a_small_member_is_refused_unallocated(t
     with pytest.raises(CheckpointError, match=r"declares an array of shape \(1073741824,\) "
                                               r"\(8589934592 bytes\)"):
         load_checkpoint(bomb)
+
+
+def test_the_core_bounds_a_huge_value_in_its_messages():
+    """The math functions' own checks echo a user's value through the same bound."""
+    huge = "x" * 100_000
+    with pytest.raises(ValueError) as err:
+        minikto.preference_loss(huge, *([np.zeros(2)] * 4))
+    assert len(str(err.value)) < 2 * LIMIT
+    with pytest.raises(ValueError) as err:
+        minikto.SoftmaxPolicy(4, 2, features=huge)
+    assert len(str(err.value)) < 2 * LIMIT
+    big = 10**5000  # str() of it is refused by Python itself
+    with pytest.raises(ValueError) as err:
+        minikto.SoftmaxPolicy(4, 2, eos_token=big)
+    assert len(str(err.value)) < 2 * LIMIT

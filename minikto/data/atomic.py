@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .brief import brief
+from .._brief import brief
 
 __all__ = ["atomic_write", "remove_stale_temporaries"]
 

@@ -55,9 +55,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import _checks
+from .._brief import brief
 from ..backend import to_numpy
 from ..policy import SoftmaxPolicy
-from .brief import brief
 from .responses import check_responses
 from .toy import ToyTask
 

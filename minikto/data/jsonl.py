@@ -54,8 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from .._brief import brief
 from .atomic import atomic_write
-from .brief import brief
 from .feedback import PairedDataset, UnpairedDataset
 from .files import MAX_DATA_BYTES, open_user_file
 from .responses import check_responses

@@ -54,9 +54,9 @@ from typing import Any
 
 import numpy as np
 
+from .._brief import brief
 from ..backend import to_numpy
 from ..policy import SoftmaxPolicy
-from .brief import brief
 from .responses import _describe, check_responses
 
 __all__ = ["ToyTask", "bandit_task", "default_task"]

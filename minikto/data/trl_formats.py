@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .brief import brief
+from .._brief import brief
 from .feedback import PairedDataset, UnpairedDataset, unpair
 from .jsonl import (
     _PAIRED_KEYS,

@@ -32,8 +32,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .._brief import brief
 from ..data.atomic import atomic_write
-from ..data.brief import brief
 from ..data.files import read_user_bytes
 from ..training.rundir import open_folder
 from . import (

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from .._brief import brief
 from ..data.atomic import atomic_write
-from ..data.brief import brief
 from ..tools.plots import save_figure
 
 __all__ = [

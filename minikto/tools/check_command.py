@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from ..data.brief import brief
+from .._brief import brief
 from . import check_call
 from .check import check_kto
 

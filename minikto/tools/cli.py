@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ..data.brief import brief
+from .._brief import brief
 from ..training.config import field_names
 from . import flags
 from .flags import z0_value as _z0_value

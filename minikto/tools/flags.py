@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 from collections.abc import Callable, Iterator
 
-from ..data.brief import brief
+from .._brief import brief
 from ..training.config import BACKENDS, TRL_ALIASES, KTOConfig
 
 __all__ = ["build_parser", "function_text", "path_text", "z0_value"]

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from .._brief import brief
 from ..backend import to_numpy
 from ..data.atomic import atomic_write
-from ..data.brief import brief
 from ..data.files import open_user_file
 
 __all__ = [

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.brief import brief
+from .._brief import brief
 from ..objective import Z0_MODES, validate_z0_mode
 from ..pairwise import PAIRWISE_LOSS_TYPES
 

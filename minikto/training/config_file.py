@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..data.brief import brief
+from .._brief import brief
 from ..data.files import read_user_bytes
 
 __all__ = ["MAX_CONFIG_BYTES", "MAX_CONFIG_VALUES", "read_config_file"]

@@ -18,8 +18,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from .._brief import brief
 from ..data.atomic import atomic_write
-from ..data.brief import brief
 from ..data.files import read_user_bytes
 
 __all__ = ["LEGACY_FILES", "MANIFEST", "ManifestError", "add_to_manifest", "is_temporary_of",

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from .. import _checks
+from .._brief import brief
 from ..backend import array_namespace, to_numpy
-from ..data.brief import brief
 
 __all__ = ["SGD", "Adam", "NonFiniteError", "make_optimizer", "state_on"]
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .._brief import brief
 from ..data.atomic import atomic_write
-from ..data.brief import brief
 from ..data.feedback import PairedDataset
 from ..data.files import MAX_DATA_BYTES, open_user_file
 from .checkpoint import CheckpointError, check_count

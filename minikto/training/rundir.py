@@ -46,8 +46,8 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .._brief import brief
 from ..data.atomic import atomic_write, remove_stale_temporaries
-from ..data.brief import brief
 from .manifest import (
     MANIFEST,
     ManifestError,
