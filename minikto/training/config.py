@@ -199,7 +199,7 @@ def _choices(name: str) -> tuple[Any, ...]:
 
 
 def _show(value: Any) -> str:
-    """A value in an error message: ``repr``, bounded (see :func:`minikto.data.brief.brief`)."""
+    """A value in an error message: ``repr``, bounded (see :func:`minikto._brief.brief`)."""
     return brief(value)
 
 
