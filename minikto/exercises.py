@@ -46,6 +46,7 @@ from . import (
     kto_loss,
     kto_objective,
     mismatched_indices,
+    preference_loss,
     sample_unpaired,
     train,
 )
@@ -658,4 +659,87 @@ def nb05_exercise_2(predicted_std_16: Any, mismatched: Any, *, draws: int = 4000
         return _wrong(2, "that is the spread of one log-ratio; a mean of B of them varies less")
     return _wrong(
         2, "the variance of a mean of B independent draws is the variance of one divided by B"
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# 06 · The loss family
+
+
+def _pair_gradient(loss_type: str, margin: float, *, beta: float, **kwargs: Any) -> float:
+    """d L / d log pi(y_w|x) of one pair whose log-ratio margin is ``margin`` (r_l = 0)."""
+    out = preference_loss(
+        loss_type, np.array([margin]), np.zeros(1), np.zeros(1), np.zeros(1), beta=beta, **kwargs
+    )
+    return float(out.grad_policy_chosen_logps[0])
+
+
+def nb06_exercise_1(ipo_target_margin: Any) -> Verdict:
+    """The margin Delta = r_w - r_l at which a pair's IPO loss is smallest (beta 0.25)."""
+    answer = _number(1, ipo_target_margin, "ipo_target_margin")
+    if isinstance(answer, Verdict):
+        return answer
+    beta = 0.25
+    # the loss is a square of the margin: its gradient rises through 0 at the minimum
+    right = _root(lambda m: _pair_gradient("ipo", m, beta=beta), -100.0, 100.0)
+    if _close(answer, right, PAPER_RTOL):
+        return _correct(1)
+    if _close(answer, beta * right, PAPER_RTOL):
+        return _wrong(1, "that is beta Delta; IPO's square is on the margin Delta itself")
+    if _close(answer, -right, PAPER_RTOL):
+        return _wrong(1, "the sign: IPO pulls the chosen response ABOVE the rejected one")
+    if _close(answer, 2 * right, PAPER_RTOL):
+        return _wrong(1, "check the constant of the target in the table: it carries a 1/2")
+    return _wrong(1, "set the derivative of IPO's per-pair loss with respect to Delta to zero")
+
+
+def nb06_exercise_2(cdpo_turning_margin: Any) -> Verdict:
+    """The beta Delta at which cDPO's loss is smallest (label smoothing q = 0.2, beta 1)."""
+    answer = _number(2, cdpo_turning_margin, "cdpo_turning_margin")
+    if isinstance(answer, Verdict):
+        return answer
+    beta, smoothing = 1.0, 0.2
+
+    def slope(m: float) -> float:  # rises from -(1 - q) to q: one zero
+        return _pair_gradient("sigmoid", m, beta=beta, label_smoothing=smoothing)
+
+    right = beta * _root(slope, -100.0, 100.0)
+    if _close(answer, right, PAPER_RTOL):
+        return _correct(2)
+    if _close(answer, -right, PAPER_RTOL):
+        return _wrong(2, "the sign: with q < 1/2 the label still prefers the chosen response")
+    if _close(answer, float(np.exp(right)), PAPER_RTOL):
+        return _wrong(2, "that is e^(beta Delta); the margin is its logarithm")
+    if abs(answer) <= PAPER_RTOL:
+        return _wrong(2, "at beta Delta = 0 cDPO's v still rises: v'(0) = (1 - 2q) / 2 > 0")
+    return _wrong(
+        2, "set v'(h) = (1 - q) sigma(-h) - q sigma(h) to zero (h = beta Delta) and solve for h"
+    )
+
+
+def nb06_exercise_3(hinge_kink_gradient: Any) -> Verdict:
+    """d L / d log pi(y_w|x) that minikto returns for one pair on the hinge's kink (beta 0.5).
+
+    The gradient is 0 or of size beta on either side of the kink, so an answer passes within
+    ``PAPER_RTOL * beta`` of minikto's (3 digits of the slope's scale).
+    """
+    answer = _number(3, hinge_kink_gradient, "hinge_kink_gradient")
+    if isinstance(answer, Verdict):
+        return answer
+    beta = 0.5
+    kink = 1.0 / beta  # beta Delta = 1
+    right = _pair_gradient("hinge", kink, beta=beta)
+    if _close(answer, right, PAPER_RTOL, floor=beta):
+        return _correct(3)
+    below = _pair_gradient("hinge", kink * (1 - 1e-6), beta=beta)
+    if _close(answer, below, PAPER_RTOL, floor=beta):
+        return _wrong(
+            3,
+            "that is the slope just below the kink (beta Delta < 1); at the kink itself "
+            "minikto takes the derivative torch.relu's backward uses at 0",
+        )
+    if _close(answer, below / beta, PAPER_RTOL, floor=beta):
+        return _wrong(3, "that is a derivative with respect to beta Delta, and not at the kink")
+    return _wrong(
+        3, "read the convention in the docstring of minikto.pairwise's hinge, then apply it"
     )

@@ -291,6 +291,46 @@ def test_nb05_graders_accept_the_solutions_and_reject_known_mistakes():
     assert_rejects(exercises.nb05_exercise_2(s["predicted_std_16"] / 4, mismatched))
 
 
+def test_nb06_graders_accept_the_solutions_and_their_3_digit_roundings():
+    s = solved("06_the_loss_family")
+    assert exercises.nb06_exercise_1(s["ipo_target_margin"]).passed
+    assert exercises.nb06_exercise_1(2.0).passed
+    assert exercises.nb06_exercise_2(s["cdpo_turning_margin"]).passed
+    assert exercises.nb06_exercise_2(1.39).passed
+    assert exercises.nb06_exercise_3(s["hinge_kink_gradient"]).passed
+    assert exercises.nb06_exercise_3(-0.0).passed
+
+
+def test_nb06_graders_reject_known_mistakes_with_their_hint():
+    s = solved("06_the_loss_family")
+    target = s["ipo_target_margin"]
+    assert_rejects(exercises.nb06_exercise_1(0.25 * target), "beta Delta")
+    assert_rejects(exercises.nb06_exercise_1(-target), "sign")
+    assert_rejects(exercises.nb06_exercise_1(2 * target), "1/2")
+    assert_rejects(exercises.nb06_exercise_1(target * 1.02))
+    turning = s["cdpo_turning_margin"]
+    assert_rejects(exercises.nb06_exercise_2(-turning), "sign")
+    assert_rejects(exercises.nb06_exercise_2(np.exp(turning)), "logarithm")
+    assert_rejects(exercises.nb06_exercise_2(0.0), "v'(0)")
+    assert_rejects(exercises.nb06_exercise_2(np.log(1 / 0.2)))  # log(1/q): not the log-odds
+    assert_rejects(exercises.nb06_exercise_3(-0.5), "just below the kink")  # the left slope
+    assert_rejects(exercises.nb06_exercise_3(-1.0), "beta Delta")
+    assert_rejects(exercises.nb06_exercise_3(-0.25))  # half the left slope, a subgradient
+
+
+def test_nb06_verdicts_never_contain_the_answer():
+    s = solved("06_the_loss_family")
+    for verdict, right in (
+        (exercises.nb06_exercise_1(1.0), s["ipo_target_margin"]),
+        (exercises.nb06_exercise_2(1.0), s["cdpo_turning_margin"]),
+    ):
+        for digits in (1, 2, 3):
+            assert f"{right:.{digits}f}" not in str(verdict)
+    assert str(exercises.nb06_exercise_3(None)) == (
+        "Exercise 3: not yet solved (set hinge_kink_gradient above)"
+    )
+
+
 def test_predict_records_the_answer_before_the_reveal(capsys):
     choices = {"a": "it falls", "b": "it rises"}
     prediction = exercises.predict("What happens?", choices, "a")
