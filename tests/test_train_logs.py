@@ -110,9 +110,9 @@ def test_experiments_report_progress_on_stderr(tmp_path, monkeypatch, capsys):
     from minikto.tools.cli import main
 
     monkeypatch.chdir(tmp_path)
-    assert main(["experiment", "contradiction", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["experiment", "skip-sft", "--quick", "--out", str(tmp_path)]) == 0
     err = capsys.readouterr().err
-    assert "contradiction: seed 1/2" in err and "contradiction: seed 2/2" in err
+    assert "skip-sft: seed 1/2" in err and "skip-sft: seed 2/2" in err
 
 
 # ------------------------------------------------------------------------------------------
