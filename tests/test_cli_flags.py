@@ -94,11 +94,11 @@ def test_experiment_names_come_from_the_registry(capsys, monkeypatch):
     assert code == 2 and "invalid choice: 'no-such-claim'" in err and "'a-new-claim'" in err
 
 
-def test_version_names_minikto_numpy_and_python():
-    out = minikto_cli("--version")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith(f"minikto {minikto.__version__} (numpy ")
-    assert "Python 3." in out.stdout
+def test_version_names_minikto_numpy_and_python(capsys):
+    code, out, err = run_main(capsys, "--version")
+    assert code == 0, err
+    assert out.startswith(f"minikto {minikto.__version__} (numpy ")
+    assert "Python 3." in out
 
 
 # ------------------------------------------------------------------------------------------
