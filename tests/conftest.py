@@ -75,7 +75,12 @@ SLOW_FILES = (
 #: file -> the group of files run by one worker (they share the ``quick_experiments`` fixture)
 ONE_WORKER = {
     name: "quick_experiments"
-    for name in ("test_experiments.py", "test_figure_style.py", "test_minority.py")
+    for name in (
+        "test_experiments.py",
+        "test_figure_style.py",
+        "test_minority.py",
+        "test_family_experiments.py",
+    )
 }
 
 
@@ -137,7 +142,7 @@ def examples(n: int) -> int:
 
 # ------------------------------------------------------------------------------------------
 # The experiments at their quick size, run once for the files that check them (test_experiments,
-# test_figure_style, test_minority: one group of ONE_WORKER).
+# test_figure_style, test_minority, test_family_experiments: one group of ONE_WORKER).
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,15 @@
-"""The minikto command, run as a user runs it: through a subprocess."""
+"""The minikto command: its commands through ``main`` in this process (what they print and
+write), and the exit codes and stderr of the real command, run as a user runs it, through a
+subprocess."""
 
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
+from minikto.tools.cli import main
 from minikto.training.family_objective import SELFCHECK_LOSSES
 
 
@@ -19,16 +23,29 @@ def minikto(*args, cwd=None):
     )
 
 
-def test_gradcheck_prints_its_table_and_passes():
-    out = minikto("gradcheck")
+@pytest.fixture
+def command(capsys):
+    """``command(*args)``: ``minikto ARGS`` through ``main`` in this process; the exit code
+    and what it printed, as ``returncode``, ``stdout`` and ``stderr``."""
+
+    def run(*args):
+        code = main(list(args))
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
+
+
+def test_gradcheck_prints_its_table_and_passes(command):
+    out = command("gradcheck")
     assert out.returncode == 0, out.stderr
     assert f"{20 + len(SELFCHECK_LOSSES)} passed, 0 failed" in out.stdout
     for mode in ("batch ", "batch-grad", "exact", "zero", "0.3", *SELFCHECK_LOSSES):
         assert mode in out.stdout
 
 
-def test_demo_writes_its_run_directory_and_a_before_after_table(tmp_path):
-    out = minikto("demo", "--out", str(tmp_path / "demo"))
+def test_demo_writes_its_run_directory_and_a_before_after_table(tmp_path, command):
+    out = command("demo", "--out", str(tmp_path / "demo"))
     assert out.returncode == 0, out.stderr
     assert "reference (before)" in out.stdout and "trained (after)" in out.stdout
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
@@ -36,19 +53,19 @@ def test_demo_writes_its_run_directory_and_a_before_after_table(tmp_path):
         assert key in summary
     assert set(summary["expected_utility"]) >= {"reference", "final"}
     # a second demo into the same directory is refused, and the first run is kept
-    again = minikto("demo", "--out", str(tmp_path / "demo"))
+    again = command("demo", "--out", str(tmp_path / "demo"))
     assert again.returncode == 2 and "already holds a run" in again.stderr
     assert json.loads((tmp_path / "demo" / "summary.json").read_text()) == summary
 
 
-def test_data_then_train_on_the_file_then_resume(tmp_path):
+def test_data_then_train_on_the_file_then_resume(tmp_path, command):
     data = tmp_path / "toy.jsonl"
-    out = minikto("data", "--out", str(data), "--n", "300")
+    out = command("data", "--out", str(data), "--n", "300")
     assert out.returncode == 0, out.stderr
     first = json.loads(data.read_text().splitlines()[0])
     assert set(first) == {"prompt", "completion", "label"} and isinstance(first["label"], bool)
     run = tmp_path / "run"
-    out = minikto(
+    out = command(
         "train",
         "--out",
         str(run),
@@ -63,7 +80,7 @@ def test_data_then_train_on_the_file_then_resume(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads((run / "config.json").read_text())["z0"] == "exact"
-    out = minikto(
+    out = command(
         "train",
         "--out",
         str(run),

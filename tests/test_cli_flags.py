@@ -94,11 +94,11 @@ def test_experiment_names_come_from_the_registry(capsys, monkeypatch):
     assert code == 2 and "invalid choice: 'no-such-claim'" in err and "'a-new-claim'" in err
 
 
-def test_version_names_minikto_numpy_and_python():
-    out = minikto_cli("--version")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith(f"minikto {minikto.__version__} (numpy ")
-    assert "Python 3." in out.stdout
+def test_version_names_minikto_numpy_and_python(capsys):
+    code, out, err = run_main(capsys, "--version")
+    assert code == 0, err
+    assert out.startswith(f"minikto {minikto.__version__} (numpy ")
+    assert "Python 3." in out
 
 
 # ------------------------------------------------------------------------------------------
@@ -219,12 +219,13 @@ def test_a_fifo_as_config_exits_2_instead_of_hanging(tmp_path):
 # Runs: a YAML config with TRL's names, HF flags, and the weight warning as one line
 
 
-def test_a_run_from_a_yaml_config_with_trl_names_and_hf_flags(tmp_path):
+def test_a_run_from_a_yaml_config_with_trl_names_and_hf_flags(tmp_path, monkeypatch, capsys):
     (tmp_path / "kto.yaml").write_text("learning_rate: 2e-2\nper_device_train_batch_size: 16\n"
                                        "beta: 0.2\nloss_type: kto\nmax_steps: 50\n")
-    out = minikto_cli("train", "--config", "kto.yaml", "--output_dir", "run", "--max_steps", "4",
-                      "--n", "200", "--quiet", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(capsys, "train", "--config", "kto.yaml", "--output_dir", "run",
+                            "--max_steps", "4", "--n", "200", "--quiet")
+    assert code == 0, err
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["learning_rate"], config["batch_size"], config["beta"]) == (0.02, 16, 0.2)
     assert config["max_steps"] == 4  # the flag overrides the file

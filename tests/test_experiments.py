@@ -214,10 +214,10 @@ def test_frontier_a_larger_beta_keeps_kto_and_dpo_closer_to_the_reference(quick)
 
 
 def test_the_command_writes_a_directory_and_never_overwrites_it_silently(tmp_path, capsys):
-    args = ["experiment", "contradiction", "--quick", "--out", str(tmp_path)]
+    args = ["experiment", "skip-sft", "--quick", "--out", str(tmp_path)]  # the quickest one
     assert main(args) == 0
     assert "wrote" in capsys.readouterr().out
-    runs = tmp_path / "contradiction" / "runs.csv"
+    runs = tmp_path / "skip-sft" / "runs.csv"
     before = runs.read_bytes()
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 """The family and skip-sft experiments at their quick size: every loss present, exact numbers in
-range, the cut mass a probability, figures readable (the whole registry is run by
-tests/test_experiments.py)."""
+range, the cut mass a probability. Their results are the session's ``quick_experiments`` (run
+once, in conftest.py), shared with tests/test_experiments.py, which checks the files of the
+whole registry, and tests/test_figure_style.py, which checks that every experiment's figure
+reads at 880 px without colour."""
 
 from __future__ import annotations
 
@@ -10,24 +12,24 @@ import pytest
 
 matplotlib.use("Agg")
 
-from test_figure_style import assert_readable  # noqa: E402
-
 from minikto import default_task  # noqa: E402
 from minikto.exact import ExactEvaluator  # noqa: E402
-from minikto.experiments import EXPERIMENTS, QUICK_SEEDS  # noqa: E402
 from minikto.experiments.family import LOSSES  # noqa: E402
 from minikto.experiments.skip_sft import cut_mass  # noqa: E402
 from minikto.halo import VERDICTS  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def family():
-    return EXPERIMENTS["family"](seeds=QUICK_SEEDS, quick=True)
+@pytest.fixture
+def family(quick_experiments):
+    """The family experiment at its quick size: ``EXPERIMENTS["family"](seeds=QUICK_SEEDS,
+    quick=True)``, through ``run_experiment``."""
+    return quick_experiments["family"][0]
 
 
-@pytest.fixture(scope="module")
-def skip_sft():
-    return EXPERIMENTS["skip-sft"](seeds=QUICK_SEEDS, quick=True)
+@pytest.fixture
+def skip_sft(quick_experiments):
+    """The skip-sft experiment at its quick size (as ``family``)."""
+    return quick_experiments["skip-sft"][0]
 
 
 def test_family_reports_every_loss_once_with_its_halo_verdict(family):
@@ -67,8 +69,3 @@ def test_cut_mass_is_the_probability_of_the_full_length_responses_without_the_en
     np.testing.assert_allclose(
         cut_mass(evaluator, base) + probs[:, ends].sum(axis=1).mean(), 1.0, rtol=1e-12
     )
-
-
-@pytest.mark.parametrize("name", ["family", "skip_sft"])
-def test_the_figures_read_at_880_px_without_colour(request, name):
-    assert_readable(request.getfixturevalue(name).figure, name)

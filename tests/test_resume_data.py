@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ import pytest
 import minikto
 from minikto.data.feedback import sample_unpaired
 from minikto.data.toy import default_task
+from minikto.tools.cli import main
 from minikto.training.config import KTOConfig
 from minikto.training.train import train
 
@@ -69,35 +68,43 @@ def test_config_and_summary_record_data_command_and_versions(run):
                                       "python": platform.python_version()}
 
 
-def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "minikto", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """``cli(*args)``: ``minikto ARGS`` through ``main`` in this process, from ``tmp_path``;
+    the exit code and what it printed, as ``returncode``, ``stdout`` and ``stderr``."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        code = main(list(args))
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
 
 
-def test_the_command_line_records_the_files_sha256_and_refuses_a_changed_file(tmp_path):
+def test_the_command_line_records_the_files_sha256_and_refuses_a_changed_file(tmp_path, cli):
     data = tmp_path / "data.jsonl"
-    assert cli("data", "--out", str(data), "--n", "150", cwd=tmp_path).returncode == 0
+    assert cli("data", "--out", str(data), "--n", "150").returncode == 0
     args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--max-steps", "3",
             "--batch-size", "16"]
-    out = cli(*args, cwd=tmp_path)
+    out = cli(*args)
     assert out.returncode == 0, out.stderr
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["data"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
     assert record["data"]["path"] == str(data) and record["command"][1:] == args
-    assert cli("data", "--out", str(data), "--n", "150", "--seed", "4", "--overwrite",
-               cwd=tmp_path).returncode == 0
-    again = cli(*args[:-4], "--max-steps", "5", "--batch-size", "16", "--resume", cwd=tmp_path)
+    assert cli("data", "--out", str(data), "--n", "150", "--seed", "4",
+               "--overwrite").returncode == 0
+    again = cli(*args[:-4], "--max-steps", "5", "--batch-size", "16", "--resume")
     assert again.returncode == 2 and "trained on other data" in again.stderr
     assert "sha256: saved" in again.stderr and "Traceback" not in again.stderr
 
 
-def test_generated_data_are_recorded_by_task_n_and_seed(tmp_path):
+def test_generated_data_are_recorded_by_task_n_and_seed(tmp_path, cli):
     out = cli("train", "--out", str(tmp_path / "run"), "--max-steps", "2", "--n", "80",
-              "--batch-size", "16", cwd=tmp_path)
+              "--batch-size", "16")
     assert out.returncode == 0, out.stderr
     data = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
     assert (data["task"], data["n"], data["seed"], data["examples"]) == ("default", 80, 0, 80)
     again = cli("train", "--out", str(tmp_path / "run"), "--max-steps", "3", "--n", "90",
-                "--batch-size", "16", "--resume", cwd=tmp_path)
+                "--batch-size", "16", "--resume")
     assert again.returncode == 2 and "n: saved 80, now 90" in again.stderr

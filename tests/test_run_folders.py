@@ -17,6 +17,7 @@ import pytest
 import minikto.training.optim
 from minikto.data.feedback import sample_unpaired
 from minikto.data.toy import default_task
+from minikto.tools.cli import main
 from minikto.training.config import KTOConfig
 from minikto.training.rundir import RunExistsError, RunInUseError, open_folder
 from minikto.training.train import train
@@ -39,12 +40,6 @@ def snapshot(folder) -> dict[str, bytes]:
 
 def hidden_siblings(folder) -> list[str]:
     return sorted(p.name for p in folder.parent.iterdir() if ".minikto-" in p.name)
-
-
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "minikto", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
 
 
 # ------------------------------------------------------------------------------------------
@@ -89,20 +84,24 @@ def test_overwrite_never_replaces_the_working_folder_its_parents_or_an_empty_pat
     assert (here / "keep.txt").read_text() == "x"
 
 
-def test_demo_into_the_working_folder_with_overwrite_is_refused(tmp_path):
+def test_demo_into_the_working_folder_with_overwrite_is_refused(tmp_path, monkeypatch, capsys):
     (tmp_path / "keep.txt").write_text("x")
-    out = run_cli("demo", "--out", ".", "--overwrite", "--max-steps", "2", cwd=tmp_path)
-    assert out.returncode == 2 and "refusing to replace" in out.stderr, out.stderr
-    assert "Traceback" not in out.stderr
+    monkeypatch.chdir(tmp_path)
+    code = main(["demo", "--out", ".", "--overwrite", "--max-steps", "2"])  # raises: test fails
+    err = capsys.readouterr().err
+    assert code == 2 and "refusing to replace" in err, err
+    assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
-def test_a_refusal_without_overwrite_says_the_demo_has_no_resume(tmp_path):
+def test_a_refusal_without_overwrite_says_the_demo_has_no_resume(tmp_path, capsys):
     run = tmp_path / "demo"
-    assert run_cli("demo", "--out", str(run), "--max-steps", "2").returncode == 0
-    again = run_cli("demo", "--out", str(run), "--max-steps", "2")
-    assert again.returncode == 2 and "--overwrite" in again.stderr
-    assert "--resume" not in again.stderr and "resume=True" not in again.stderr
+    assert main(["demo", "--out", str(run), "--max-steps", "2"]) == 0
+    capsys.readouterr()
+    code = main(["demo", "--out", str(run), "--max-steps", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--overwrite" in err
+    assert "--resume" not in err and "resume=True" not in err
 
 
 # ------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -30,12 +31,6 @@ TASK = default_task()
 @pytest.fixture(scope="module")
 def data():
     return sample_unpaired(TASK, 120, seed=1)
-
-
-def cli(*args, cwd, **kw):
-    return subprocess.run([sys.executable, "-m", "minikto", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()}, **kw)
 
 
 # ------------------------------------------------------------------------------------------
@@ -77,11 +72,15 @@ def test_huge_finite_knobs_stop_the_run_naming_the_knob(data, knob, value):
         train(TASK, data, config)
 
 
-def test_the_command_line_reports_a_non_finite_stop_in_one_line(tmp_path):
-    out = cli("train", "--out", str(tmp_path / "run"), "--beta", "1e308", "--max-steps", "5",
-              "--n", "100", "--batch-size", "16", cwd=tmp_path)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    errors = [line for line in out.stderr.splitlines() if "error:" in line]
+def test_the_command_line_reports_a_non_finite_stop_in_one_line(tmp_path, monkeypatch, capsys):
+    from minikto.tools.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--out", str(tmp_path / "run"), "--beta", "1e308", "--max-steps", "5",
+                 "--n", "100", "--batch-size", "16"])  # an uncaught exception fails the test
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "beta" in errors[0] and "1e+308" in errors[0]
 
 
@@ -107,10 +106,13 @@ def test_quiet_silences_a_progress_bar_that_was_asked_for(data, capsys):
     assert "minikto kto" in capsys.readouterr().err
 
 
-def test_experiments_report_progress_on_stderr(tmp_path):
-    out = cli("experiment", "contradiction", "--quick", "--out", str(tmp_path), cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert "contradiction: seed 1/2" in out.stderr and "contradiction: seed 2/2" in out.stderr
+def test_experiments_report_progress_on_stderr(tmp_path, monkeypatch, capsys):
+    from minikto.tools.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["experiment", "skip-sft", "--quick", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "skip-sft: seed 1/2" in err and "skip-sft: seed 2/2" in err
 
 
 # ------------------------------------------------------------------------------------------
@@ -171,16 +173,22 @@ def test_a_checkpoint_holds_the_parameters_not_the_history(data, tmp_path):
     assert abs(sizes[1] - sizes[0]) < 100  # a few digits of the counts, not 195 rows
 
 
-def test_the_weight_band_warning_is_one_clean_line(tmp_path):
+def test_the_weight_band_warning_is_one_clean_line(tmp_path, monkeypatch, capsys):
+    from minikto.tools.cli import main
+    from minikto.training.config import WeightBalanceWarning
+
+    monkeypatch.chdir(tmp_path)
     data = tmp_path / "few.jsonl"
-    assert cli("data", "--out", str(data), "--n", "200", "--desirable-fraction", "0.2",
-               cwd=tmp_path).returncode == 0
-    out = cli("train", "--data", str(data), "--out", str(tmp_path / "run"), "--max-steps", "2",
-              "--batch-size", "16", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    lines = [line for line in out.stderr.splitlines() if "Eq. 8" in line]
+    assert main(["data", "--out", str(data), "--n", "200", "--desirable-fraction", "0.2"]) == 0
+    with warnings.catch_warnings():  # shown as a user sees it, not ignored as in this module
+        warnings.simplefilter("default", WeightBalanceWarning)
+        code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"),
+                     "--max-steps", "2", "--batch-size", "16"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "Eq. 8" in line]
     assert len(lines) == 1 and lines[0].startswith("minikto: warning: desirable_weight")
-    assert "warnings.warn" not in out.stderr and "WeightBalanceWarning" not in out.stderr
+    assert "warnings.warn" not in err and "WeightBalanceWarning" not in err
 
 
 def test_ctrl_c_while_replacing_a_run_says_the_old_run_is_kept(tmp_path, monkeypatch, capsys):

@@ -177,7 +177,7 @@ def test_read_for_training_refuses_a_paired_flag_that_is_not_a_bool(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# minikto train --data, through the command's main() (test_cli runs it in a subprocess)
+# minikto train --data, through the command's main() (as test_cli does)
 
 
 def test_train_on_a_paired_file_with_kto_unpairs_it_and_says_so(tmp_path, capsys):
