@@ -341,3 +341,22 @@ def test_predict_records_the_answer_before_the_reveal(capsys):
         exercises.predict("What happens?", choices, "c")
     with pytest.raises(ValueError, match="outcome"):
         prediction.reveal("z")
+
+
+def test_nb03_exercise_2_passes_any_summation_order_and_rejects_a_real_difference(nb03):
+    """The bound is the round-off of the sums at hand: another order passes, 1e-9 off fails."""
+    import math
+
+    names, _ = nb03
+    policy, reference, data = names["result"].policy, names["reference"], names["data"]
+    own = np.asarray(policy.sequence_logps(data.prompts, data.responses))
+    own_ref = np.asarray(reference.sequence_logps(data.prompts, data.responses))
+    orders = [
+        float(np.mean(own - own_ref)),
+        math.fsum(own[::-1]) / len(data) - math.fsum(own_ref[::-1]) / len(data),
+        float(sum((own - own_ref).tolist())) / len(data),  # left to right, one at a time
+    ]
+    for answer in orders:
+        assert exercises.nb03_exercise_2(answer, policy, reference, data).passed, answer
+    right = orders[0]
+    assert not exercises.nb03_exercise_2(right + 1e-9 * abs(right), policy, reference, data).passed
