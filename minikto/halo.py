@@ -134,16 +134,18 @@ def halo_properties(loss: str, *, beta: float = 1.0, points: int = 401) -> HaloP
     the hinge's kink, NCA's log 2), whether the implied value functions are non-decreasing,
     concave on gains and one function.
 
-    Tolerances: a difference or second difference counts as negative/positive only beyond
-    ``1e-9`` times the largest |v| on the grid (the losses are evaluated in float64 to about
-    ``1e-15`` relative, so rounding stays six orders below that), and the two sides are one
-    function when they differ by less than that anywhere.
+    Tolerances: each value is a difference of two float64 losses of size at most ``|v|max``
+    (the largest |v| on the grid, at least 1), each rounded to a few ulps, so a value is off by
+    at most ``~8 eps |v|max`` and a second difference (four values, weights 1, 2, 1) by
+    ``~32 eps |v|max``. A difference or second difference counts as negative/positive only
+    beyond ``64 eps |v|max`` (twice that), and the two sides are one function when they differ
+    by less than that anywhere.
     """
     span = 12.0 / beta
     z = np.linspace(-span, span, points)
     sides = list(implied_values(loss, z, beta=beta).values())
     scale = max(1.0, max(float(np.max(np.abs(v))) for v in sides))
-    tol = 1e-9 * scale
+    tol = 64 * float(np.finfo(np.float64).eps) * scale
     gains = z > 0
     return HaloProperties(
         nondecreasing=all(bool(np.all(np.diff(v) >= -tol)) for v in sides),
